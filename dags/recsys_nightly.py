@@ -1,0 +1,163 @@
+"""
+# recsys_nightly
+
+One nightly run of the batch recommender for run date **D**:
+
+1. `resolve`: fix D (the `run_date` param, else the run's logical date / run_after), the run id and settings.
+2. `ingest` (Spark): raw source -> `stg_*` tables.
+3. `build_tables` (Spark): id maps, `ratings` (with split), `items`, `users`.
+4. `validate`: Great Expectations gate; a failure stops the run and nothing is published.
+5. `train_cf`: collaborative filtering (TensorFlow), metrics vs baselines.
+6. `similar_items`: exact nearest items by CF item vectors.
+7. `recommend`: candidates (similar to recent, popular) ranked by CF, top K with reasons.
+8. `publish`: write-audit-publish to the store; the previous run stays live on failure.
+9. `report`: the run's HTML report.
+
+Trigger from the UI with params (run date, dataset, top K, synthetic size).
+Wiring only: every task calls a function of `recsys.pipeline`.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+JOBS = PROJECT_ROOT / "jobs"
+SPARK_CONF = {
+    "spark.pyspark.python": sys.executable,
+    "spark.pyspark.driver.python": sys.executable,
+    "spark.sql.shuffle.partitions": "4",
+    "spark.ui.enabled": "false",
+}
+RECOMMENDATIONS = Asset("recsys://store/recommendations_latest")
+SIMILAR_ITEMS = Asset("recsys://store/similar_items_latest")
+
+PARAMS = {
+    "run_date": Param("", type="string", description="YYYY-MM-DD; empty = the run's logical date"),
+    "dataset": Param("synthetic", enum=["synthetic", "ml-100k"], description="source of the run"),
+    "movielens_dir": Param("", type="string", description="MovieLens 100K folder (ml-100k); empty = default"),
+    "top_k": Param(10, type="integer", minimum=1, maximum=100, description="recommendations per user"),
+    "seed": Param(42, type="integer", description="seed of every random choice"),
+    "synthetic_n_users": Param(3000, type="integer", minimum=10, description="synthetic users"),
+    "synthetic_n_items": Param(2000, type="integer", minimum=20, description="synthetic items"),
+    "cf_epochs": Param(20, type="integer", minimum=1, description="CF training epochs"),
+}
+
+
+def _settings(resolved: dict):  # noqa: ANN202
+    from recsys.config import Settings
+
+    return Settings(**resolved["settings"])
+
+
+@dag(
+    dag_id="recsys_nightly",
+    schedule="@daily",
+    catchup=False,
+    max_active_runs=1,
+    tags=["recsys", "nightly"],
+    doc_md=__doc__,
+    params=PARAMS,
+    default_args={
+        "owner": "recsys",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=2),
+        "execution_timeout": timedelta(hours=2),
+    },
+)
+def recsys_nightly() -> None:
+    """Wire the nightly run."""
+
+    @task(multiple_outputs=False)
+    def resolve() -> dict:
+        from recsys.pipeline import resolve_run
+
+        ctx = get_current_context()
+        params = dict(ctx["params"])
+        run_date = params.pop("run_date", "")
+        fallback = ctx.get("logical_date") or ctx["dag_run"].run_after
+        return resolve_run(params, run_date, fallback)
+
+    @task
+    def spark_args(resolved: dict, job: str) -> list[str]:
+        return resolved["spark_args"][job]
+
+    @task
+    def validate(resolved: dict) -> dict:
+        from recsys.pipeline import validate as run
+
+        return run(_settings(resolved), resolved["run_date"])
+
+    @task
+    def train_cf(resolved: dict, _gate: dict) -> dict:
+        from recsys.pipeline import train_cf as run
+
+        return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
+
+    @task
+    def similar_items(resolved: dict, model: dict) -> dict:
+        from recsys.pipeline import build_similar_items
+
+        return build_similar_items(_settings(resolved), resolved["run_date"], model["model_dir"])
+
+    @task
+    def recommend(resolved: dict, model: dict, _similar: dict) -> dict:
+        from recsys.pipeline import recommend as run
+
+        return run(_settings(resolved), resolved["run_date"], model["model_dir"])
+
+    @task(outlets=[RECOMMENDATIONS, SIMILAR_ITEMS])
+    def publish(resolved: dict, model: dict, recs: dict) -> dict:
+        from recsys.pipeline import publish as run
+
+        out = run(_settings(resolved), resolved["run_date"], resolved["run_id"], model["metrics"],
+                  resolved["generated_at"])  # fmt: skip
+        events = get_current_context()["outlet_events"]
+        events[RECOMMENDATIONS].extra = {"run_id": out["run_id"], "rows": out["recommendations"],
+                                         "users": out["users"]}  # fmt: skip
+        events[SIMILAR_ITEMS].extra = {"run_id": out["run_id"], "rows": out["similar_items"]}
+        return out
+
+    @task
+    def report(resolved: dict, model: dict, published: dict) -> str:
+        from recsys.pipeline import write_report
+
+        return write_report(_settings(resolved), resolved["run_date"], resolved["run_id"], model["model_dir"],
+                            published)  # fmt: skip
+
+    resolved = resolve()
+    ingest = SparkSubmitOperator(
+        task_id="ingest",
+        application=str(JOBS / "ingest.py"),
+        application_args=spark_args.override(task_id="ingest_args")(resolved, "ingest"),
+        conn_id="spark_default",
+        conf=SPARK_CONF,
+        driver_memory="2g",
+        name="recsys-ingest",
+        env_vars={"PYSPARK_PYTHON": sys.executable},
+    )
+    build = SparkSubmitOperator(
+        task_id="build_tables",
+        application=str(JOBS / "build_tables.py"),
+        application_args=spark_args.override(task_id="build_tables_args")(resolved, "build_tables"),
+        conn_id="spark_default",
+        conf=SPARK_CONF,
+        driver_memory="2g",
+        name="recsys-build-tables",
+        env_vars={"PYSPARK_PYTHON": sys.executable},
+    )
+    gate = validate(resolved)
+    ingest >> build >> gate
+    model = train_cf(resolved, gate)
+    similar = similar_items(resolved, model)
+    recs = recommend(resolved, model, similar)
+    published = publish(resolved, model, recs)
+    report(resolved, model, published)
+
+
+recsys_nightly()

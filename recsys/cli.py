@@ -1,0 +1,139 @@
+"""``recsys``: the pipeline's commands for humans (the DAG calls the same functions)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recsys.config import Settings
+
+app = typer.Typer(help="Batch recommender pipeline.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    """Batch recommender pipeline."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def run(
+    run_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today, UTC)")] = None,
+    dataset: Annotated[str, typer.Option(help="synthetic | ml-100k")] = "synthetic",
+    movielens_dir: Annotated[Path | None, typer.Option(help="MovieLens 100K folder")] = None,
+    top_k: Annotated[int, typer.Option(help="recommendations per user")] = 10,
+    users: Annotated[int | None, typer.Option(help="synthetic users (default from settings)")] = None,
+    items: Annotated[int | None, typer.Option(help="synthetic items (default from settings)")] = None,
+    home: Annotated[Path | None, typer.Option(help="RECSYS_HOME (default ./data)")] = None,
+) -> None:
+    """Run the nightly DAG once through Airflow (`airflow dags test`), then show results."""
+    from recsys.orchestration import dags_test
+
+    settings = _settings(home=home)
+    date = run_date or datetime.now(UTC).date().isoformat()
+    conf: dict[str, object] = {"run_date": date, "dataset": dataset, "top_k": top_k}
+    if movielens_dir is not None:
+        conf["movielens_dir"] = str(movielens_dir.resolve())
+    if users is not None:
+        conf["synthetic_n_users"] = users
+    if items is not None:
+        conf["synthetic_n_items"] = items
+    proc = dags_test(settings.home, date, conf)
+    if proc.returncode != 0:
+        console.print(f"[red]recsys_nightly failed for {date} (exit {proc.returncode}); the store still serves the previous run.")
+        raise typer.Exit(proc.returncode)
+    _show(_settings(home=home, dataset=dataset), n_users=3, top=5)
+
+
+def _show(settings: Settings, n_users: int, top: int) -> None:
+    from recsys.lake import read_partition
+    from recsys.store import open_store
+
+    with open_store(settings.resolved_store_url) as store:
+        run_id = store.latest_run_id()
+        if run_id is None:
+            console.print("[yellow]No run is published yet: run `make run`.")
+            raise typer.Exit(1)
+        recs = store.read_recommendations()
+        runs = store.list_runs()
+    live = runs[runs["run_id"] == run_id].iloc[0]
+    items = read_partition(Settings(home=settings.home, dataset=live["dataset"]).lake, "items", str(live["run_date"]))
+    titles = dict(zip(items["item_id"], items["title"], strict=True))
+    console.print(f"Live run [bold]{run_id}[/] (run date {live['run_date']}, dataset {live['dataset']})")
+    console.print(f"  store:   {settings.resolved_store_url}  (views recommendations_latest, similar_items_latest)")
+    console.print(f"  lake:    {settings.home / 'lake' / live['dataset']}")
+    console.print(f"  models:  {settings.home / 'models' / live['dataset']}")
+    console.print(f"  report:  {settings.reports_dir / run_id / 'report.html'}")
+    first_users = sorted(recs["user_id"].unique(), key=lambda u: (len(u), u))[:n_users]
+    for user in first_users:
+        t = Table(title=f"user {user}: top {top}", title_justify="left")
+        for col in ("rank", "title", "score", "reason"):
+            t.add_column(col)
+        rows = recs[(recs["user_id"] == user) & (recs["rank"] <= top)].sort_values("rank")
+        for r in rows.itertuples():
+            t.add_row(str(r.rank), titles.get(r.item_id, r.item_id), f"{r.score:.2f}", r.reason)
+        console.print(t)
+
+
+@app.command()
+def show(
+    users: Annotated[int, typer.Option(help="how many users")] = 3,
+    top: Annotated[int, typer.Option(help="recommendations per user")] = 5,
+    home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None,
+) -> None:
+    """Show the live run's top recommendations, with titles and reasons."""
+    _show(_settings(home=home), n_users=users, top=top)
+
+
+@app.command()
+def runs(home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None) -> None:
+    """List the runs in the store (live one marked)."""
+    from recsys.store import open_store
+
+    with open_store(_settings(home=home).resolved_store_url) as store:
+        live = store.latest_run_id()
+        frame = store.list_runs()
+    t = Table("run_id", "run_date", "dataset", "status", "published_at", "live")
+    for r in frame.itertuples():
+        t.add_row(r.run_id, str(r.run_date), r.dataset, r.status, str(r.published_at), "*" if r.run_id == live else "")
+    console.print(t)
+
+
+@app.command()
+def rollback(
+    run_id: Annotated[str | None, typer.Argument(help="run to make live (default: the previous one)")] = None,
+    home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None,
+) -> None:
+    """Make an earlier published run live again."""
+    from recsys.store import open_store
+
+    with open_store(_settings(home=home).resolved_store_url) as store:
+        live = store.rollback(run_id)
+    console.print(f"live run is now {live}")
+
+
+@app.command()
+def airflow(home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None) -> None:
+    """Start Airflow standalone (UI on :8080); Ctrl-C stops everything it started."""
+    from recsys.orchestration import standalone
+
+    sys.exit(standalone(_settings(home=home).home))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

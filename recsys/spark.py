@@ -1,0 +1,64 @@
+"""The Spark session, sized for the machine it runs on."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
+
+# Conf every session gets; spark-submit's --master/--conf take precedence.
+DEFAULT_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
+def get_spark(app_name: str, master: str | None = None) -> SparkSession:
+    """Get or create the Spark session.
+
+    Args:
+        app_name: Application name shown in logs and the Spark UI.
+        master: Master URL; ``None`` keeps what spark-submit set, else ``local[2]``.
+
+    Returns:
+        A session with :data:`DEFAULT_CONF` applied.
+    """
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master or not os.environ.get("SPARK_ENV_LOADED"):
+        builder = builder.master(master or os.environ.get("RECSYS_SPARK_MASTER", "local[2]"))
+    for key, value in DEFAULT_CONF.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def write_table_partition(df, path: str, run_date: str, n_files: int = 1) -> None:  # noqa: ANN001
+    """Write a Spark DataFrame as the ``run_date`` partition of the table at ``path``.
+
+    Dynamic partition overwrite: only that date's partition is replaced, so a
+    rerun for the same date replaces its rows and other dates stay.
+
+    Args:
+        df: Rows of the table (schema columns only; ``run_date`` is added here).
+        path: Table folder.
+        run_date: ISO date.
+        n_files: Files per partition.
+    """
+    from pyspark.sql import functions as F
+
+    (
+        df.withColumn("run_date", F.lit(run_date))
+        .coalesce(n_files)
+        .write.mode("overwrite")
+        .partitionBy("run_date")
+        .parquet(str(path))
+    )
