@@ -87,7 +87,7 @@ def recsys_nightly() -> None:
     def spark_args(resolved: dict, job: str) -> list[str]:
         return resolved["spark_args"][job]
 
-    @task
+    @task(retries=0)  # bad data does not fix itself: fail at once
     def validate(resolved: dict) -> dict:
         from recsys.pipeline import validate as run
 

@@ -164,6 +164,19 @@ def check_schema(recommendations: pd.DataFrame, similar_items: pd.DataFrame) -> 
     return problems
 
 
+def check_arguments(seen: pd.DataFrame, k: int) -> None:
+    """Reject caller bugs (as opposed to data problems) before any work is done.
+
+    Raises:
+        ValueError: ``k`` < 1 or ``seen`` lacks :data:`SEEN_COLUMNS`.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    missing = [c for c in SEEN_COLUMNS if c not in seen.columns]
+    if missing:
+        raise ValueError(f"seen lacks columns {missing}")
+
+
 def _null_problems(frame: pd.DataFrame, name: str) -> list[str]:
     problems = []
     for column in _KEY_COLUMNS[name]:
@@ -171,6 +184,29 @@ def _null_problems(frame: pd.DataFrame, name: str) -> list[str]:
         if n_null:
             problems.append(_problem(NULL_VALUES, f"{name}.{column} has {n_null} nulls"))
     return problems
+
+
+def _repeats(frame: pd.DataFrame, key: list[str], code: str, what: str) -> list[str]:
+    """Rows whose ``key`` (first column = the list owner, last = the listed id) occurred before."""
+    keys = frame[key].dropna()
+    repeated = keys[keys.duplicated()]
+    if repeated.empty:
+        return []
+    return [_problem(code, f"{len(repeated)} rows repeat {what}", repeated[key[0]].unique())]
+
+
+def _non_finite(frame: pd.DataFrame, column: str, code: str, *, example_column: str) -> list[str]:
+    values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return []
+    return [
+        _problem(
+            code,
+            f"{int(bad.sum())} values of {column} are NaN, infinite or missing",
+            frame.loc[bad, example_column].dropna().unique(),
+        )
+    ]
 
 
 def _audit_recommendations(
@@ -198,16 +234,8 @@ def _audit_recommendations(
     if len(bad):
         problems.append(_problem(BAD_RANKS, f"{len(bad)} users do not have ranks 1..{k}", bad.index))
 
+    problems += _repeats(recs, ["user_id", "item_id"], DUPLICATE_ITEMS, "an item already in the same user's list")
     pairs = recs[["user_id", "item_id"]].dropna()
-    duplicated = pairs[pairs.duplicated()]
-    if len(duplicated):
-        problems.append(
-            _problem(
-                DUPLICATE_ITEMS,
-                f"{len(duplicated)} rows repeat an item already in the same user's list",
-                duplicated["user_id"].unique(),
-            )
-        )
     seen_pairs = pd.DataFrame({"user_id": _as_ids(seen["user_id"]), "item_id": _as_ids(seen["item_id"])})
     hits = pairs.merge(seen_pairs.drop_duplicates(), on=["user_id", "item_id"], how="inner")
     if len(hits):
@@ -219,16 +247,7 @@ def _audit_recommendations(
             )
         )
 
-    scores = pd.to_numeric(recs["score"], errors="coerce").astype(float)
-    non_finite = ~np.isfinite(scores)
-    if non_finite.any():
-        problems.append(
-            _problem(
-                NON_FINITE_SCORES,
-                f"{int(non_finite.sum())} scores are NaN, infinite or missing",
-                recs.loc[non_finite, "user_id"].dropna().unique(),
-            )
-        )
+    problems += _non_finite(recs, "score", NON_FINITE_SCORES, example_column="user_id")
     unknown = set(recs["item_id"].dropna()) - known
     if unknown:
         problems.append(_problem(UNKNOWN_ITEMS, f"{len(unknown)} recommended items are not in the catalogue", unknown))
@@ -250,26 +269,11 @@ def _audit_similar_items(sims: pd.DataFrame, known: frozenset[str]) -> list[str]
                 (f"{i}/{s}" for i, s in bad.index),
             )
         )
-    triples = sims[["item_id", "source", "neighbor_id"]].dropna()
-    duplicated = triples[triples.duplicated()]
-    if len(duplicated):
-        problems.append(
-            _problem(
-                SIMILAR_DUPLICATE_NEIGHBORS,
-                f"{len(duplicated)} rows repeat a neighbour already in the same (item, source) list",
-                duplicated["item_id"].unique(),
-            )
-        )
-    distances = pd.to_numeric(sims["distance"], errors="coerce").astype(float)
-    non_finite = ~np.isfinite(distances)
-    if non_finite.any():
-        problems.append(
-            _problem(
-                SIMILAR_NON_FINITE_DISTANCES,
-                f"{int(non_finite.sum())} distances are NaN, infinite or missing",
-                sims.loc[non_finite, "item_id"].dropna().unique(),
-            )
-        )
+    problems += _repeats(
+        sims, ["item_id", "source", "neighbor_id"], SIMILAR_DUPLICATE_NEIGHBORS,
+        "a neighbour already in the same (item, source) list",
+    )
+    problems += _non_finite(sims, "distance", SIMILAR_NON_FINITE_DISTANCES, example_column="item_id")
     unknown = (set(sims["item_id"].dropna()) | set(sims["neighbor_id"].dropna())) - known
     if unknown:
         problems.append(
@@ -312,11 +316,7 @@ def audit_run(
     Raises:
         ValueError: If ``k`` < 1 or ``seen`` lacks its columns (caller bugs, not data problems).
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    missing_seen = [c for c in SEEN_COLUMNS if c not in seen.columns]
-    if missing_seen:
-        raise ValueError(f"seen lacks columns {missing_seen}")
+    check_arguments(seen, k)
     expected = frozenset(str(u) for u in expected_users)
     known = frozenset(str(i) for i in known_items)
 

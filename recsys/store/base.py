@@ -43,6 +43,7 @@ from recsys.store.audit import (
     SIMILAR_ITEM_INPUT_COLUMNS,
     AuditReport,
     audit_run,
+    check_arguments,
     check_schema,
 )
 
@@ -158,7 +159,9 @@ _SQL_PREVIOUS_PUBLISHED = (
     "ORDER BY published_at DESC, run_id DESC LIMIT 1"
 )
 _SQL_LIVE = "SELECT run_id FROM live WHERE name = ?"
-_SQL_SET_LIVE = "INSERT INTO live (name, run_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET run_id = excluded.run_id"
+_SQL_SET_LIVE = (
+    "INSERT INTO live (name, run_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET run_id = excluded.run_id"
+)
 _SQL_LIST_RUNS = (
     f"SELECT {_columns(RUN_COLUMNS, 'r.')}, l.run_id IS NOT NULL AS is_live "
     "FROM runs r LEFT JOIN live l ON l.run_id = r.run_id AND l.name = ? ORDER BY r.created_at, r.run_id"
@@ -336,7 +339,7 @@ class Store(ABC):
     def _existing_objects(self) -> set[str]:
         """Names of the tables and views visible to the connection."""
 
-    def _lock_schema(self) -> None:  # noqa: B027 - optional hook
+    def _lock_schema(self) -> None:
         """Serialise concurrent schema creation (inside the DDL transaction); no-op by default."""
 
     @abstractmethod
@@ -368,7 +371,8 @@ class Store(ABC):
 
     def _select(self, table: str, columns: Sequence[str], order_by: str, **filters: str | None) -> pd.DataFrame:
         where, params = _where(**filters)
-        return _frame(columns, self._query(f"SELECT {_columns(columns)} FROM {table}{where} ORDER BY {order_by}", params))
+        statement = f"SELECT {_columns(columns)} FROM {table}{where} ORDER BY {order_by}"
+        return _frame(columns, self._query(statement, params))
 
     def read_recommendations(self, user_id: str | None = None, run_id: str | None = None) -> pd.DataFrame:
         """Recommendations of the live run (default) or of ``run_id``.
@@ -450,8 +454,7 @@ class Store(ABC):
             Exception: Any database error; the live run is unchanged and the run is
                 marked ``failed`` with ``metrics['error']``.
         """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_arguments(seen, k)
         started = time.perf_counter()
         expected = frozenset(str(u) for u in expected_users)
         known = frozenset(str(i) for i in known_items)
@@ -515,7 +518,10 @@ class Store(ABC):
         report = audit_run(staged_recs, staged_sims, expected_users=expected, known_items=known, seen=seen, k=k)
         mismatches = [
             f"{LOAD_MISMATCH}: staging holds {len(staged)} {name} rows, {len(given)} were given"
-            for name, staged, given in (("recommendation", staged_recs, rec_rows), ("similar-item", staged_sims, sim_rows))
+            for name, staged, given in (
+                ("recommendation", staged_recs, rec_rows),
+                ("similar-item", staged_sims, sim_rows),
+            )
             if len(staged) != len(given)
         ]
         return dataclasses.replace(report, problems=report.problems + mismatches)

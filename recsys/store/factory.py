@@ -15,16 +15,17 @@ def open_store(url: str, *, schema: str | None = None) -> Store:
     """Open the store that ``url`` names.
 
     Args:
-        url: ``sqlite:///abs/path.db`` or a plain file path for SQLite (created if
-            missing); ``postgresql://user@host:port/db`` (or ``postgres://``) for
-            PostgreSQL, with credentials in the URL or the libpq environment.
+        url: SQLite: ``sqlite:///abs/path.db`` (``sqlite:////abs/path.db`` also works)
+            or a plain file path, absolute or relative (created if missing).
+            PostgreSQL: ``postgresql://user@host:port/db`` (or ``postgres://``), with
+            credentials in the URL or the libpq environment.
         schema: PostgreSQL only: schema to create if missing and use.
 
     Returns:
         A connected store; close it (or use it as a context manager) when done.
 
     Raises:
-        ValueError: Unknown URL scheme, or ``schema`` given for SQLite.
+        ValueError: Unknown URL scheme, a malformed sqlite URL, or ``schema`` given for SQLite.
     """
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in _POSTGRES_SCHEMES:
@@ -33,7 +34,11 @@ def open_store(url: str, *, schema: str | None = None) -> Store:
         raise ValueError(f"unsupported store URL scheme {scheme!r}: use sqlite:///path.db, a path or postgresql://")
     if schema is not None:
         raise ValueError("schema= is only supported by the PostgreSQL store")
-    path = urlsplit(url).path if scheme else url
-    if not path or path == "/":
-        raise ValueError(f"store URL {url!r} names no database file")
+    if not scheme:
+        return SQLiteStore(url)
+    parts = urlsplit(url)
+    # sqlite:///abs/path.db and SQLAlchemy's sqlite:////abs/path.db both name /abs/path.db.
+    path = "/" + parts.path.lstrip("/")
+    if parts.netloc or path == "/":
+        raise ValueError(f"store URL {url!r} must look like sqlite:///abs/path.db")
     return SQLiteStore(path)

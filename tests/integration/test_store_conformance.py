@@ -54,7 +54,8 @@ def make_recs(variant: int) -> pd.DataFrame:
         start = (3 * u + 5 * variant) % len(candidates)
         picks = (candidates[start:] + candidates[:start])[:K]
         for rank, item in enumerate(picks, start=1):
-            rows.append((user, rank, item, 1.0 - 0.1 * rank + 0.01 * variant, f"similar to what you rated (v{variant})"))
+            score = 1.0 - 0.1 * rank + 0.01 * variant
+            rows.append((user, rank, item, score, f"similar to what you rated (v{variant})"))
     return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "reason"])
 
 
@@ -248,6 +249,14 @@ def test_ids_given_as_integers_are_stored_as_text(store: Store) -> None:
     assert store.read_recommendations(user_id="1")["item_id"].tolist() == make_recs(0)["item_id"][:K].tolist()
 
 
+def test_caller_errors_raise_before_anything_is_written(store: Store) -> None:
+    with pytest.raises(ValueError, match="k must be"):
+        publish(store, "r1", k=0)
+    with pytest.raises(ValueError, match="seen lacks"):
+        publish(store, "r1", seen=pd.DataFrame({"user": ["u1"]}))
+    assert store.list_runs().empty and staging_rows(store) == 0
+
+
 BREAKAGES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], dict[str, Any], str]] = {
     "missing-user": (lambda r: r[r["user_id"] != "u5"], {}, audit.MISSING_USERS),
     "seen-item": (lambda r: r.assign(item_id=r["item_id"].mask((r["user_id"] == "u1") & (r["rank"] == 1), "i01")),
@@ -423,6 +432,8 @@ def test_open_store_urls(tmp_path: Path) -> None:
     with open_store(f"sqlite://{tmp_path / 'url.db'}") as from_url:
         assert isinstance(from_url, SQLiteStore) and from_url.path == tmp_path / "url.db"
         assert from_url._query("PRAGMA journal_mode")[0][0] == "wal"  # noqa: SLF001
+    with open_store(f"sqlite:///{tmp_path / 'four.db'}") as four_slashes:  # SQLAlchemy's absolute form
+        assert four_slashes.path == tmp_path / "four.db"
     with pytest.raises(ValueError, match="unsupported"):
         open_store("mysql://x/y")
     with pytest.raises(ValueError, match="schema"):
@@ -450,3 +461,12 @@ def test_sqlite_and_postgres_return_the_same_frames(tmp_path: Path, pg_schema: s
         pd.testing.assert_frame_equal(lite.read_similar_items(run_id="r2"), pg.read_similar_items(run_id="r2"))
         volatile = ["created_at", "published_at"]
         pd.testing.assert_frame_equal(lite.list_runs().drop(columns=volatile), pg.list_runs().drop(columns=volatile))
+
+
+@pytest.mark.postgres
+def test_postgres_schema_from_the_url_options(pg_schema: str) -> None:
+    with open_store(PG_URL, schema=pg_schema) as by_argument:
+        publish(by_argument, "r1")
+    with open_store(f"{PG_URL}?options=-csearch_path%3D{pg_schema}") as by_url:
+        assert by_url.latest_run_id() == "r1"
+        assert len(by_url.read_recommendations()) == len(USERS) * K
