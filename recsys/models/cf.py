@@ -179,10 +179,15 @@ def fit_cf(
         mu = np.zeros(n_items)
     target = (y - mu[item_idx]).astype(np.float32)
 
+    # Users (items) without observations start, and so stay, at exactly zero: their
+    # only gradient is the regulariser's, which is zero at zero. A new user is
+    # therefore predicted exactly mu_i, as mean normalisation promises.
     init = tf.random.stateless_normal
     k = params.n_factors
-    X = tf.Variable(init((n_items, k), seed=[params.seed, 1], stddev=0.1), name="x")
-    W = tf.Variable(init((n_users, k), seed=[params.seed, 2], stddev=0.1), name="w")
+    has_item = (np.bincount(item_idx, minlength=n_items) > 0).astype(np.float32)[:, None]
+    has_user = (np.bincount(user_idx, minlength=n_users) > 0).astype(np.float32)[:, None]
+    X = tf.Variable(init((n_items, k), seed=[params.seed, 1], stddev=0.1) * has_item, name="x")
+    W = tf.Variable(init((n_users, k), seed=[params.seed, 2], stddev=0.1) * has_user, name="w")
     B = tf.Variable(tf.zeros((n_users,)), name="b")
     opt = tf.keras.optimizers.Adam(learning_rate=params.learning_rate)
     variables = [X, W, B]

@@ -25,6 +25,9 @@ def similar_items(
     """
     n = vectors.shape[0]
     k = min(k, n - 1)
+    if k <= 0:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (("item_idx", np.int32), ("rank", np.int32),
+                             ("neighbor_idx", np.int32), ("distance", np.float64), ("source", object))})  # fmt: skip
     index = (index or ExactIndex()).build(vectors)
     ids, dists = index.query(vectors, k, exclude=np.arange(n))
     return pd.DataFrame(
