@@ -38,6 +38,7 @@ def airflow_env(home: Path, *, spark_master: str = "local[2]", base: Mapping[str
     airflow_home = home / "airflow"
     env = dict(os.environ if base is None else base)
     bin_dir = str(Path(sys.executable).parent)
+    port = env.get("AIRFLOW__API__PORT", "8080")
     env.update(
         {
             "RECSYS_HOME": str(home),
@@ -50,7 +51,9 @@ def airflow_env(home: Path, *, spark_master: str = "local[2]", base: Mapping[str
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
-            "AIRFLOW__API__PORT": env.get("AIRFLOW__API__PORT", "8080"),
+            "AIRFLOW__API__HOST": env.get("AIRFLOW__API__HOST", "127.0.0.1"),
+            "AIRFLOW__API__PORT": port,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
             "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
             "PYSPARK_PYTHON": sys.executable,
@@ -127,14 +130,60 @@ def dag_run_state(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, 
     return {"__dag_run__": row[1], **{t: s for t, s in tasks}}
 
 
-def standalone(home: Path) -> int:
-    """Run ``airflow standalone`` in the foreground; Ctrl-C stops it and everything it started.
+def standalone(home: Path, *, grace_seconds: float = 30.0) -> int:
+    """Run ``airflow standalone`` until interrupted; stopping it stops everything it started.
+
+    Airflow runs in its own process group. SIGINT or SIGTERM to this process is
+    forwarded to the whole group; whatever is still alive after ``grace_seconds``
+    is killed, so no scheduler, worker or API server outlives the command.
 
     Returns:
-        Its exit code.
+        Airflow's exit code (0 after a requested stop).
     """
+    import signal
+    import time
+
     env = airflow_env(home)
     ensure_db(env)
-    logger.info("Airflow UI on http://localhost:%s (login: see README)", env["AIRFLOW__API__PORT"])
-    os.execve(airflow_bin(), [airflow_bin(), "standalone"], env)  # replaces this process: signals go straight to Airflow
-    return 0  # pragma: no cover
+    logger.info("Airflow UI on http://localhost:%s (user admin; password in %s)", env["AIRFLOW__API__PORT"],
+                Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated")  # fmt: skip
+    proc = subprocess.Popen([airflow_bin(), "standalone"], env=env, start_new_session=True)
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        logger.info("stopping Airflow (signal %d)", signum)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        deadline = time.monotonic() + grace_seconds
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                break
+            time.sleep(1)
+        if _group_alive(proc.pid):
+            logger.warning("Airflow processes still alive after %.0fs: killing them", grace_seconds)
+            os.killpg(proc.pid, signal.SIGKILL)
+    return 0 if stopping else proc.returncode
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover
+        return True
+    return True
