@@ -11,10 +11,11 @@ export RECSYS_HOME ?= $(CURDIR)/data
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
+	@echo "Setting up $(VENV) from requirements.lock (first time: about 3 GB, 2 minutes)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -r requirements.lock
+	$(BIN)/python -m pip install -qq --no-deps -e . 2>/dev/null || $(BIN)/python -m pip install --no-deps -e .
 	touch $(STAMP)
 
 ## Run the nightly DAG once (airflow dags test) on the default synthetic dataset, then show results.

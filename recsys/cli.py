@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -40,9 +41,10 @@ def run(
     users: Annotated[int | None, typer.Option(help="synthetic users (default from settings)")] = None,
     items: Annotated[int | None, typer.Option(help="synthetic items (default from settings)")] = None,
     home: Annotated[Path | None, typer.Option(help="RECSYS_HOME (default ./data)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="stream Airflow's whole output")] = False,
 ) -> None:
     """Run the nightly DAG once through Airflow (`airflow dags test`), then show results."""
-    from recsys.orchestration import dags_test
+    from recsys.orchestration import dag_run_state, dags_test, progress_line
 
     settings = _settings(home=home)
     date = run_date or datetime.now(UTC).date().isoformat()
@@ -53,10 +55,22 @@ def run(
         conf["synthetic_n_users"] = users
     if items is not None:
         conf["synthetic_n_items"] = items
-    proc = dags_test(settings.home, date, conf)
-    if proc.returncode != 0:
-        console.print(f"[red]recsys_nightly failed for {date} (exit {proc.returncode}); the store still serves the previous run.")
-        raise typer.Exit(proc.returncode)
+    log_file = settings.home / "logs" / f"recsys_nightly_{date}.log"
+    console.print(f"Running recsys_nightly for {date} on {dataset} (full Airflow log: {log_file})")
+
+    def show_progress(line: str) -> None:
+        if verbose:
+            console.out(line.rstrip("\n"), highlight=False)
+        elif (msg := progress_line(line)) is not None:
+            console.out(msg, highlight=False)
+
+    start = time.monotonic()
+    proc = dags_test(settings.home, date, conf, log_file=log_file, on_line=show_progress)
+    if proc.returncode != 0 or dag_run_state(settings.home, date).get("__dag_run__") != "success":
+        console.print(f"[red]recsys_nightly failed for {date}; the store still serves the previous run. "
+                      f"Full log: {log_file}")  # fmt: skip
+        raise typer.Exit(proc.returncode or 1)
+    console.print(f"[green]recsys_nightly succeeded for {date} in {time.monotonic() - start:.0f}s")
     _show(_settings(home=home, dataset=dataset), n_users=3, top=5)
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from recsys.config import PROJECT_ROOT
@@ -23,12 +24,13 @@ logger = logging.getLogger(__name__)
 DAG_ID = "recsys_nightly"
 
 
-def airflow_env(home: Path, *, spark_master: str = "local[2]", base: Mapping[str, str] | None = None) -> dict[str, str]:
+def airflow_env(home: Path, *, spark_master: str | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for every Airflow command of this project.
 
     Args:
         home: ``RECSYS_HOME``; Airflow's files go to ``<home>/airflow``.
-        spark_master: Master of the ``spark_default`` connection.
+        spark_master: Master of the ``spark_default`` connection; default ``RECSYS_SPARK_MASTER``
+            or ``local[2]`` (a cluster: ``spark://host:7077``).
         base: Environment to extend (default: this process's).
 
     Returns:
@@ -39,6 +41,7 @@ def airflow_env(home: Path, *, spark_master: str = "local[2]", base: Mapping[str
     env = dict(os.environ if base is None else base)
     bin_dir = str(Path(sys.executable).parent)
     port = env.get("AIRFLOW__API__PORT", "8080")
+    spark_master = spark_master or env.get("RECSYS_SPARK_MASTER", "local[2]")
     env.update(
         {
             "RECSYS_HOME": str(home),
@@ -83,12 +86,35 @@ def ensure_db(env: Mapping[str, str]) -> None:
     stamp.touch()
 
 
+_TASK_START = re.compile(r"\[DAG TEST\] running task <TaskInstance: [\w.]+?\.(\w+) ")
+_OWN_LOG = re.compile(r"\[(?:info|warning|error)\s*\] (.*?) \[recsys\.[\w.]+\]")
+_JOB_LOG = re.compile(r"(?:INFO|WARN|WARNING|ERROR) recsys\.jobs\.\w+: (.*?) \[airflow")
+_FAILURE = re.compile(r"Marking task as FAILED|ValidationFailed|PublishError|Traceback")
+
+
+def progress_line(line: str) -> str | None:
+    """The human-relevant part of one line of ``airflow dags test`` output, or ``None``.
+
+    Task starts and the pipeline's own log messages are kept; Airflow's and
+    Spark's own chatter is dropped (it stays in the log file).
+    """
+    if m := _TASK_START.search(line):
+        return f"> {m.group(1)}"
+    if m := _OWN_LOG.search(line) or _JOB_LOG.search(line):
+        return f"    {m.group(1)}"
+    if _FAILURE.search(line):
+        return f"  ! {line.strip()[:300]}"
+    return None
+
+
 def dags_test(
     home: Path,
     run_date: str,
     conf: Mapping[str, object] | None = None,
     *,
     capture: bool = False,
+    log_file: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
     dag_id: str = DAG_ID,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``airflow dags test <dag_id> <run_date>`` (every task, in-process, no scheduler).
@@ -97,7 +123,9 @@ def dags_test(
         home: ``RECSYS_HOME``.
         run_date: Logical date, ``YYYY-MM-DD``.
         conf: DAG params for this run.
-        capture: Capture output instead of streaming it.
+        capture: Return the output in the result instead of streaming it to this terminal.
+        log_file: Also write the whole output here.
+        on_line: Called with every output line (e.g. to show progress); implies capture.
         dag_id: Which DAG.
 
     Returns:
@@ -109,7 +137,27 @@ def dags_test(
     if conf:
         cmd += ["--conf", json.dumps(dict(conf))]
     logger.info("running %s", " ".join(cmd))
-    return subprocess.run(cmd, env=env, text=True, capture_output=capture, cwd=PROJECT_ROOT)
+    if not capture and on_line is None and log_file is None:
+        return subprocess.run(cmd, env=env, text=True, cwd=PROJECT_ROOT)
+    lines: list[str] = []
+    sink = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        sink = log_file.open("w")
+    try:
+        with subprocess.Popen(cmd, env=env, text=True, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, bufsize=1) as proc:  # fmt: skip
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if sink is not None:
+                    sink.write(line)
+                if on_line is not None:
+                    on_line(line)
+    finally:
+        if sink is not None:
+            sink.close()
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
 
 
 def dag_run_state(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, str]:
