@@ -36,6 +36,7 @@ SPARK_CONF = {
 }
 RECOMMENDATIONS = Asset("recsys://store/recommendations_latest")
 SIMILAR_ITEMS = Asset("recsys://store/similar_items_latest")
+TABLE_ASSETS = [Asset(f"recsys://lake/{name}") for name in ("ratings", "items", "users")]
 
 PARAMS = {
     "run_date": Param("", type="string", description="YYYY-MM-DD; empty = the run's logical date"),
@@ -47,6 +48,21 @@ PARAMS = {
     "synthetic_n_items": Param(2000, type="integer", minimum=20, description="synthetic items"),
     "cf_epochs": Param(20, type="integer", minimum=1, description="CF training epochs"),
 }
+
+
+def _spark_job(name: str, args: object, outlets: list[Asset] | None = None) -> SparkSubmitOperator:
+    """A Spark job of ``jobs/<name>.py``, submitted to the ``spark_default`` connection."""
+    return SparkSubmitOperator(
+        task_id=name,
+        application=str(JOBS / f"{name}.py"),
+        application_args=args,
+        conn_id="spark_default",
+        conf=SPARK_CONF,
+        driver_memory="2g",
+        name=f"recsys-{name}",
+        env_vars={"PYSPARK_PYTHON": sys.executable},
+        outlets=outlets or [],
+    )
 
 
 def _settings(resolved: dict):  # noqa: ANN202
@@ -131,26 +147,9 @@ def recsys_nightly() -> None:
                             published)  # fmt: skip
 
     resolved = resolve()
-    ingest = SparkSubmitOperator(
-        task_id="ingest",
-        application=str(JOBS / "ingest.py"),
-        application_args=spark_args.override(task_id="ingest_args")(resolved, "ingest"),
-        conn_id="spark_default",
-        conf=SPARK_CONF,
-        driver_memory="2g",
-        name="recsys-ingest",
-        env_vars={"PYSPARK_PYTHON": sys.executable},
-    )
-    build = SparkSubmitOperator(
-        task_id="build_tables",
-        application=str(JOBS / "build_tables.py"),
-        application_args=spark_args.override(task_id="build_tables_args")(resolved, "build_tables"),
-        conn_id="spark_default",
-        conf=SPARK_CONF,
-        driver_memory="2g",
-        name="recsys-build-tables",
-        env_vars={"PYSPARK_PYTHON": sys.executable},
-    )
+    ingest = _spark_job("ingest", spark_args.override(task_id="ingest_args")(resolved, "ingest"))
+    build = _spark_job("build_tables", spark_args.override(task_id="build_tables_args")(resolved, "build_tables"),
+                       outlets=TABLE_ASSETS)  # fmt: skip
     gate = validate(resolved)
     ingest >> build >> gate
     model = train_cf(resolved, gate)

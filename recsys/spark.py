@@ -29,8 +29,11 @@ def get_spark(app_name: str, master: str | None = None) -> SparkSession:
     Returns:
         A session with :data:`DEFAULT_CONF` applied.
     """
+    import logging
+
     from pyspark.sql import SparkSession
 
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO chatter, also at interpreter exit
     builder = SparkSession.builder.appName(app_name)
     if master or not os.environ.get("SPARK_ENV_LOADED"):
         builder = builder.master(master or os.environ.get("RECSYS_SPARK_MASTER", "local[2]"))
