@@ -360,7 +360,7 @@ class Store(ABC):
                 if name not in existing:
                     for statement in statements:
                         self._execute(statement.format(**types))
-                    logger.info("created %s", name)
+                    logger.debug("created %s", name)
 
     # ---- reading ------------------------------------------------------------------------------
 
