@@ -40,8 +40,13 @@ TABLE_ASSETS = [Asset(f"recsys://lake/{name}") for name in ("ratings", "items", 
 
 PARAMS = {
     "run_date": Param("", type="string", description="YYYY-MM-DD; empty = the run's logical date"),
-    "dataset": Param("synthetic", enum=["synthetic", "ml-100k"], description="source of the run"),
-    "movielens_dir": Param("", type="string", description="MovieLens 100K folder (ml-100k); empty = default"),
+    "dataset": Param("synthetic", type="string", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+                     description="synthetic, or the name of a real data folder (ml-100k, ml-1m, ...)"),
+    "data_dir": Param("", type="string", description="folder of real data (MovieLens layouts or an event "
+                      "log, detected from the files); empty = ../shared MovieLens 100K for ml-100k"),
+    "split": Param("auto", enum=["auto", "fold", "random", "temporal"], description="train/test split"),
+    "max_bad_fraction": Param(0.01, type="number", minimum=0, maximum=1,
+                              description="share of unusable input rows that fails the run"),
     "top_k": Param(10, type="integer", minimum=1, maximum=100, description="recommendations per user"),
     "seed": Param(42, type="integer", description="seed of every random choice"),
     "synthetic_n_users": Param(3000, type="integer", minimum=10, description="synthetic users"),
@@ -82,7 +87,7 @@ def _settings(resolved: dict):  # noqa: ANN202
     default_args={
         "owner": "recsys",
         "retries": 1,
-        "retry_delay": timedelta(minutes=2),
+        "retry_delay": timedelta(minutes=1),
         "execution_timeout": timedelta(hours=2),
     },
 )

@@ -13,9 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from recsys.cli_data import data_app
 from recsys.config import Settings
 
 app = typer.Typer(help="Batch recommender pipeline.", no_args_is_help=True, add_completion=False)
+app.add_typer(data_app, name="data")
 console = Console()
 
 
@@ -35,8 +37,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lo
 @app.command()
 def run(
     run_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today, UTC)")] = None,
-    dataset: Annotated[str, typer.Option(help="synthetic | ml-100k")] = "synthetic",
-    movielens_dir: Annotated[Path | None, typer.Option(help="MovieLens 100K folder")] = None,
+    dataset: Annotated[str, typer.Option(help="synthetic, or a name for real data (ml-100k, ml-1m, ...)")] = "synthetic",
+    data_dir: Annotated[Path | None, typer.Option(help="folder of real data (layout detected)")] = None,
+    split: Annotated[str, typer.Option(help="auto | fold | random | temporal")] = "auto",
     top_k: Annotated[int, typer.Option(help="recommendations per user")] = 10,
     users: Annotated[int | None, typer.Option(help="synthetic users (default from settings)")] = None,
     items: Annotated[int | None, typer.Option(help="synthetic items (default from settings)")] = None,
@@ -48,9 +51,9 @@ def run(
 
     settings = _settings(home=home)
     date = run_date or datetime.now(UTC).date().isoformat()
-    conf: dict[str, object] = {"run_date": date, "dataset": dataset, "top_k": top_k}
-    if movielens_dir is not None:
-        conf["movielens_dir"] = str(movielens_dir.resolve())
+    conf: dict[str, object] = {"run_date": date, "dataset": dataset, "top_k": top_k, "split": split}
+    if data_dir is not None:
+        conf["data_dir"] = str(data_dir.resolve())
     if users is not None:
         conf["synthetic_n_users"] = users
     if items is not None:

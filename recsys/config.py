@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MOVIELENS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "movielens" / "ml-100k"
 
-Dataset = Literal["synthetic", "ml-100k"]
+SplitStrategy = Literal["auto", "fold", "random", "temporal"]
 
 
 class SyntheticConfig(BaseSettings):
@@ -48,10 +48,21 @@ class Settings(BaseSettings):
 
     Attributes:
         home: Root of everything the pipeline writes (lake, models, store, Airflow).
-        dataset: Which source feeds the run.
-        movielens_dir: Folder of MovieLens 100K (``u.data``, ``u.item``, ``u.user``).
-        movielens_fold: Official fold used as the train/test split (``u1`` .. ``u5``).
-        test_fraction: Share of each user's ratings held out when the source has no folds.
+        dataset: Name of the data: ``synthetic`` (generated), or any name for a folder of
+            real data (``ml-100k``, ``ml-1m``, ``shop-events``, ...); it namespaces the lake,
+            the models and the run ids.
+        data_dir: Folder of the real data; its layout (MovieLens 100K / 1M-10M / CSV, or an
+            event log) is detected from its files. Default for ``ml-100k``: ../shared.
+        fold: Official fold of MovieLens 100K used when the split is ``fold`` (``u1`` .. ``u5``).
+        split: ``fold`` (the source's official fold), ``random`` (seeded, per user),
+            ``temporal`` (each user's latest ratings held out), ``auto`` (fold if any, else random).
+        test_fraction: Share of each user's ratings held out by the random and temporal splits.
+        max_bad_fraction: Share of quarantined input lines above which the run fails.
+        like_threshold: Ratings at or above it are positive binary labels.
+        positive_events: Event types that make a positive label (event logs).
+        exposure_events: Event types that mean "shown"; without a positive event, a negative label.
+        watch_event: Event type whose ``value`` is watch seconds.
+        min_watch_seconds: Watching at least this long is a positive label.
         seed: The one seed every random choice derives from.
         store_url: Where recommendations are published; default SQLite under ``home``.
         top_k: Recommendations per user.
@@ -63,10 +74,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_", frozen=True)
 
     home: Path = Field(default_factory=lambda: PROJECT_ROOT / "data")
-    dataset: Dataset = "synthetic"
-    movielens_dir: Path = DEFAULT_MOVIELENS_DIR
-    movielens_fold: str = Field("u1", pattern=r"^u[1-5]$")
+    dataset: str = Field("synthetic", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    data_dir: Path | None = None
+    fold: str = Field("u1", pattern=r"^u[1-5]$")
+    split: SplitStrategy = "auto"
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    max_bad_fraction: float = Field(0.01, ge=0, le=1)
+    like_threshold: float = 4.0
+    positive_events: tuple[str, ...] = ("purchase", "like")
+    exposure_events: tuple[str, ...] = ("impression", "view", "click", "watch")
+    watch_event: str = "watch"
+    min_watch_seconds: float = 30.0
     seed: int = 42
     store_url: str | None = None
     top_k: int = Field(10, ge=1)
@@ -75,6 +93,17 @@ class Settings(BaseSettings):
     n_popular: int = Field(50, ge=0)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     cf: CFConfig = Field(default_factory=CFConfig)
+
+    @property
+    def source_dir(self) -> Path | None:
+        """The folder real data is read from (``None`` for synthetic data)."""
+        if self.dataset == "synthetic":
+            return None
+        if self.data_dir is not None:
+            return Path(self.data_dir)
+        if self.dataset == "ml-100k":
+            return DEFAULT_MOVIELENS_DIR
+        return self.raw_dir / "movielens" / self.dataset
 
     @property
     def lake(self) -> Path:

@@ -26,7 +26,8 @@ from schemas.tables import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
-GATED_TABLES = ("user_map", "item_map", "ratings", "items", "users")
+GATED_TABLES = ("user_map", "item_map", "ratings", "interactions", "items", "users", "feature_vocab",
+                "item_features", "user_features", "quarantine")
 
 
 def git_sha() -> str:
@@ -46,8 +47,9 @@ def spark_job_args(settings: Settings, run_date: str) -> dict[str, list[str]]:
     Returns:
         ``{"ingest": [...], "build_tables": [...]}``, ready for spark-submit.
     """
-    common = ["--lake", str(settings.lake), "--run-date", run_date, "--seed", str(settings.seed)]
-    ingest = ["--dataset", settings.dataset, *common]
+    common = ["--lake", str(settings.lake), "--run-date", run_date, "--seed", str(settings.seed),
+              "--max-bad-fraction", str(settings.max_bad_fraction)]  # fmt: skip
+    ingest = ["--dataset", settings.dataset, *common, "--raw-dir", str(settings.raw_dir)]
     if settings.dataset == "synthetic":
         syn = settings.synthetic
         ingest += [
@@ -56,8 +58,14 @@ def spark_job_args(settings: Settings, run_date: str) -> dict[str, list[str]]:
             "--min-ratings-per-user", str(syn.min_ratings_per_user),
         ]  # fmt: skip
     else:
-        ingest += ["--movielens-dir", str(settings.movielens_dir), "--fold", settings.movielens_fold]
-    build = [*common, "--test-fraction", str(settings.test_fraction)]
+        ingest += ["--data-dir", str(settings.source_dir), "--fold", settings.fold]
+    build = [
+        *common, "--split", settings.split, "--test-fraction", str(settings.test_fraction),
+        "--like-threshold", str(settings.like_threshold),
+        "--positive-events", ",".join(settings.positive_events),
+        "--exposure-events", ",".join(settings.exposure_events),
+        "--watch-event", settings.watch_event, "--min-watch-seconds", str(settings.min_watch_seconds),
+    ]  # fmt: skip
     return {"ingest": ingest, "build_tables": build}
 
 

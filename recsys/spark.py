@@ -56,8 +56,23 @@ def write_table_partition(df, path: str, run_date: str, n_files: int = 1) -> Non
         run_date: ISO date.
         n_files: Files per partition.
     """
+    import shutil
+    from pathlib import Path
+
     from pyspark.sql import functions as F
 
+    if df.isEmpty():
+        # Spark writes no partition folder for no rows (and would leave an old one in
+        # place): replace the partition with one empty file that carries the schema.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        part = Path(path) / f"run_date={run_date}"
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([], schema=to_arrow_schema(df.schema)), part / "part-00000.parquet")
+        return
     (
         df.withColumn("run_date", F.lit(run_date))
         .coalesce(n_files)

@@ -143,6 +143,53 @@ STG_SPLITS = TableSchema(
     key=("user_id", "item_id"),
     grain="one (user, item) pair of a source's official fold and the side it is on",
 )
+STG_TAGS = TableSchema(
+    name="stg_tags",
+    columns=(
+        Column("user_id", _str),
+        Column("item_id", _str),
+        Column("tag", _str),
+        Column("ts", _i64, min_value=0),
+    ),
+    key=(),
+    grain="one tag applied to one item by one user",
+    min_rows=0,
+)
+STG_EVENTS = TableSchema(
+    name="stg_events",
+    columns=(
+        Column("user_id", _str),
+        Column("item_id", _str),
+        Column("event", _str, doc="event type, lower case: impression, click, like, purchase, watch, ..."),
+        Column("ts", _i64, min_value=0),
+        Column("value", _f64, nullable=True, doc="optional amount: watch seconds, price, rating"),
+    ),
+    key=(),
+    grain="one interaction event as the log gave it",
+    min_rows=0,
+)
+QUARANTINE_COLUMNS = (
+    Column("stage", _str, allowed=("ingest", "build"), doc="which job rejected the row"),
+    Column("source_file", _str, doc="input file (or table) the row came from"),
+    Column("line_number", _i64, nullable=True, min_value=1, doc="1-based line in source_file; null if not text"),
+    Column("raw_line", _str, doc="the row as it was read (undecodable bytes backslash-escaped)"),
+    Column("reason_code", _str, doc="stable code, e.g. field_count, rating_out_of_range, unknown_item"),
+    Column("reason", _str, doc="human-readable reason"),
+)
+STG_QUARANTINE = TableSchema(
+    name="stg_quarantine",
+    columns=QUARANTINE_COLUMNS,
+    key=(),
+    grain="one input row the ingest job could not use, with why",
+    min_rows=0,
+)
+QUARANTINE = TableSchema(
+    name="quarantine",
+    columns=QUARANTINE_COLUMNS,
+    key=(),
+    grain="one input row the run did not use (ingest or build), with why",
+    min_rows=0,
+)
 USER_MAP = TableSchema(
     name="user_map",
     columns=(Column("user_id", _str), Column("user_idx", _i32, min_value=0)),
@@ -201,6 +248,60 @@ USERS = TableSchema(
     min_rows=10,
     extra={"unique": ("user_id",)},
 )
+INTERACTIONS = TableSchema(
+    name="interactions",
+    columns=(
+        Column("user_idx", _i32, min_value=0, references="users.user_idx"),
+        Column("item_idx", _i32, min_value=0, references="items.item_idx"),
+        Column("user_id", _str),
+        Column("item_id", _str),
+        Column("label", _i32, allowed=(0, 1), doc="1 liked / bought / watched long enough; 0 shown, not engaged"),
+        Column("ts", _i64, min_value=0),
+        Column("split", _str, allowed=("train", "test")),
+    ),
+    key=("user_idx", "item_idx"),
+    grain="one (user, item) pair with a binary label (pairs never shown have no row)",
+    min_rows=0,
+)
+_f32_list = pa.list_(pa.float32())
+FEATURE_VOCAB = TableSchema(
+    name="feature_vocab",
+    columns=(
+        Column("feature", _str, allowed=("genre", "demographic"), doc="which vector the entry indexes"),
+        Column("index", _i32, min_value=0),
+        Column("value", _str, doc="e.g. Comedy, gender=F, age=25-34"),
+    ),
+    key=("feature", "index"),
+    grain="one position of a multi-hot / one-hot feature vector",
+)
+ITEM_FEATURES = TableSchema(
+    name="item_features",
+    columns=(
+        Column("item_idx", _i32, min_value=0, references="items.item_idx"),
+        Column("year", _i32, nullable=True, min_value=1800, max_value=2100),
+        Column("genres", _f32_list, doc="multi-hot over feature_vocab[genre]"),
+        Column("n_ratings", _i64, min_value=0, doc="training ratings"),
+        Column("mean_rating", _f64, nullable=True, min_value=0.5, max_value=5.0, doc="null without training ratings"),
+        Column("tags", pa.list_(pa.string()), doc="most used tags, most frequent first (empty without tags)"),
+    ),
+    key=("item_idx",),
+    grain="one catalogue item; rating statistics from the training split only",
+    min_rows=10,
+)
+USER_FEATURES = TableSchema(
+    name="user_features",
+    columns=(
+        Column("user_idx", _i32, min_value=0, references="users.user_idx"),
+        Column("demographics", _f32_list, doc="one-hot over feature_vocab[demographic]; zeros where unknown"),
+        Column("n_ratings", _i64, min_value=0, doc="training ratings"),
+        Column("mean_rating", _f64, nullable=True, min_value=0.5, max_value=5.0),
+        Column("genre_mean_rating", _f32_list, doc="mean training rating per genre; 0 where none"),
+        Column("genre_counts", _f32_list, doc="training ratings per genre"),
+    ),
+    key=("user_idx",),
+    grain="one user; rating statistics from the training split only (no leakage from test)",
+    min_rows=10,
+)
 SIMILAR_ITEMS = TableSchema(
     name="similar_items",
     columns=(
@@ -234,11 +335,19 @@ TABLES: dict[str, TableSchema] = {
         STG_ITEMS,
         STG_USERS,
         STG_SPLITS,
+        STG_TAGS,
+        STG_EVENTS,
+        STG_QUARANTINE,
+        QUARANTINE,
         USER_MAP,
         ITEM_MAP,
         RATINGS,
         ITEMS,
         USERS,
+        INTERACTIONS,
+        FEATURE_VOCAB,
+        ITEM_FEATURES,
+        USER_FEATURES,
         SIMILAR_ITEMS,
         RECOMMENDATIONS,
     )

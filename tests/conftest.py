@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from recsys.config import PROJECT_ROOT
-from recsys.data.movielens import ML100K_GENRES
+from recsys.data.sources import ML100K_GENRES
 from recsys.data.synthetic import generate
 
 # Airflow reads its configuration once, at first import: point it at a throwaway

@@ -133,3 +133,125 @@ def build_users(stg_users: DataFrame, user_map: DataFrame) -> DataFrame:
     """``users``: every user of the map, with side data where the source has it."""
     cols = [c for c in table("users").names if c not in ("user_id", "user_idx")]
     return user_map.join(stg_users, "user_id", "left").select("user_idx", "user_id", *cols)
+
+
+def superseded_pairs(stg_ratings: DataFrame) -> DataFrame:
+    """Rating events replaced by a later rating of the same (user, item), as quarantine rows.
+
+    Not bad input (people re-rate), but not used either, so they are kept with
+    the reason ``duplicate_superseded`` rather than dropped.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy("user_id", "item_id").orderBy(F.col("ts").desc(), F.col("rating").desc())
+    old = stg_ratings.withColumn("_n", F.row_number().over(w)).where("_n > 1").drop("_n")
+    return quarantine_rows(old, "stg_ratings", "duplicate_superseded",
+                           "a later rating of the same (user, item) replaces this one")  # fmt: skip
+
+
+def quarantine_rows(df: DataFrame, source: str, code: str, reason: str) -> DataFrame:
+    """Rows of ``df`` as ``quarantine`` rows of the build stage (the row as JSON)."""
+    from pyspark.sql import functions as F
+
+    return df.select(
+        F.lit("build").alias("stage"),
+        F.lit(source).alias("source_file"),
+        F.lit(None).cast("long").alias("line_number"),
+        F.to_json(F.struct(*df.columns)).alias("raw_line"),
+        F.lit(code).alias("reason_code"),
+        F.lit(f"{code}: {reason}").alias("reason"),
+    )
+
+
+def unknown_items(rated: DataFrame, item_map: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Split ratings into those of catalogue items and those of items missing from the item file.
+
+    Returns:
+        ``(known ratings, quarantine rows with reason unknown_item)``.
+    """
+    known = rated.join(item_map.select("item_id"), "item_id", "left_semi")
+    unknown = rated.join(item_map.select("item_id"), "item_id", "left_anti")
+    cols = [c for c in rated.columns if c != "split"]
+    return known, quarantine_rows(unknown.select(*cols), "stg_ratings", "unknown_item",
+                                  "the item is not in the item file")  # fmt: skip
+
+
+def temporal_split(ratings: DataFrame, *, test_fraction: float) -> DataFrame:
+    """Each user's latest ``floor(n * test_fraction)`` ratings go to test (ties: larger item id first).
+
+    Args:
+        ratings: Rows with ``user_id``, ``item_id``, ``ts``; grain one (user, item).
+        test_fraction: Share held out per user.
+
+    Returns:
+        ``ratings`` with a ``split`` column.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy("user_id").orderBy(F.col("ts").desc(), F.col("item_id").desc())
+    n = F.count(F.lit(1)).over(Window.partitionBy("user_id"))
+    return (
+        ratings.withColumn("_r", F.row_number().over(w))
+        .withColumn("split", F.when(F.col("_r") <= F.floor(n * test_fraction), "test").otherwise("train"))
+        .drop("_r")
+    )
+
+
+def labels_from_ratings(ratings: DataFrame, like_threshold: float) -> DataFrame:
+    """``interactions`` from explicit ratings: 1 when rating >= ``like_threshold``, else 0.
+
+    Args:
+        ratings: ``ratings`` rows.
+        like_threshold: Lowest rating that counts as a like.
+
+    Returns:
+        ``interactions`` rows; grain one (user, item).
+    """
+    from pyspark.sql import functions as F
+
+    return ratings.withColumn("label", (F.col("rating") >= like_threshold).cast("int")).select(
+        *table("interactions").names
+    )
+
+
+def labels_from_events(
+    events: DataFrame,
+    *,
+    positive_events: list[str],
+    exposure_events: list[str],
+    watch_event: str,
+    min_watch_seconds: float,
+) -> DataFrame:
+    """Binary labels per (user, item) from an event log.
+
+    Rules (the course's binary labels): any positive event (e.g. purchase, like) or
+    watching at least ``min_watch_seconds`` -> 1; shown (an exposure event) but no
+    positive -> 0; never shown -> no row. Other events are ignored. ``ts`` is the
+    latest relevant event.
+
+    Args:
+        events: ``stg_events`` rows.
+        positive_events: Event types that are positive on their own.
+        exposure_events: Event types that mean the item was shown.
+        watch_event: Event type whose value is watch seconds.
+        min_watch_seconds: Watch time that makes a positive.
+
+    Returns:
+        (user_id, item_id, label, ts); grain one (user, item).
+    """
+    from pyspark.sql import functions as F
+
+    positive = F.col("event").isin(*positive_events) | (
+        (F.col("event") == watch_event) & (F.coalesce(F.col("value"), F.lit(0.0)) >= min_watch_seconds)
+    )
+    relevant = events.where(F.col("event").isin(*positive_events, *exposure_events, watch_event))
+    return relevant.groupBy("user_id", "item_id").agg(
+        F.max(positive.cast("int")).alias("label"), F.max("ts").alias("ts")
+    )
+
+
+def build_interactions(labels: DataFrame, user_map: DataFrame, item_map: DataFrame) -> DataFrame:
+    """``interactions`` from (user_id, item_id, label, ts, split) rows and the id maps."""
+    return labels.join(user_map, "user_id").join(item_map, "item_id").select(*table("interactions").names)

@@ -18,7 +18,7 @@ DATE = "2026-11-20"
 
 
 def test_ml100k_nightly_run(tmp_path: Path, ml100k_dir: Path) -> None:
-    conf = {"run_date": DATE, "dataset": "ml-100k", "movielens_dir": str(ml100k_dir)}
+    conf = {"run_date": DATE, "dataset": "ml-100k", "data_dir": str(ml100k_dir)}
     proc = dags_test(tmp_path, DATE, conf, capture=True)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     assert dag_run_state(tmp_path, DATE)["__dag_run__"] == "success"

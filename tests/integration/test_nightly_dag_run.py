@@ -102,7 +102,7 @@ def test_failed_gate_stops_the_run_and_keeps_the_previous_run(
     lines[3] = f"{user}\t{item}\t9\t{ts}"  # rating off the 1-5 scale
     (bad / "u.data").write_text("\n".join(lines) + "\n")
     bad_date = "2026-11-28"
-    proc = dags_test(home, bad_date, {"run_date": bad_date, "dataset": "ml-100k", "movielens_dir": str(bad)},
+    proc = dags_test(home, bad_date, {"run_date": bad_date, "dataset": "ml-100k", "data_dir": str(bad)},
                      capture=True)  # fmt: skip
     states = dag_run_state(home, bad_date)
     assert states["__dag_run__"] == "failed", states

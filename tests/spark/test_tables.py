@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.data import movielens
+from recsys.data.sources import MovieLens100K
 from recsys.features import tables
 from schemas import table
 
@@ -88,30 +88,21 @@ def test_fold_split_and_build_tables(spark) -> None:
     assert {r.user_id: r.age for r in built_users.collect()} == {"1": 30, "2": 40, "3": None}
 
 
-def test_movielens_100k_readers(spark, ml100k_dir: Path) -> None:
-    ratings = movielens.read_ratings(spark, ml100k_dir)
-    items = movielens.read_items(spark, ml100k_dir)
-    users = movielens.read_users(spark, ml100k_dir)
-    assert ratings.columns == table("stg_ratings").names
-    assert (ratings.count(), items.count(), users.count()) == (100_000, 1682, 943)
-    toy = items.where("item_id = '1'").first()
+def test_movielens_100k_source(spark, ml100k_dir: Path) -> None:
+    staged = MovieLens100K(ml100k_dir, fold="u1").read(spark, run_date="2026-11-27")
+    assert staged.ratings.columns == table("stg_ratings").names
+    assert (staged.ratings.count(), staged.items.count(), staged.users.count()) == (100_000, 1682, 943)
+    assert staged.quarantine.count() == 0
+    toy = staged.items.where("item_id = '1'").first()
     assert toy.title == "Toy Story (1995)" and toy.year == 1995
     assert toy.genres == ["Animation", "Children's", "Comedy"]
-    assert items.where("title LIKE '%Jos_ and the Wild%' OR title LIKE '%é%'").count() > 0  # latin-1 decoded
-    u1 = users.where("user_id = '1'").first()
+    assert staged.items.where("title LIKE '%é%'").count() > 0  # latin-1 decoded
+    u1 = staged.users.where("user_id = '1'").first()
     assert (u1.age, u1.gender, u1.occupation) == (24, "M", "technician")
-    fold = movielens.read_fold(spark, ml100k_dir, "u1")
-    counts = {r.split: r["count"] for r in fold.groupBy("split").count().collect()}
+    counts = {r.split: r["count"] for r in staged.splits.groupBy("split").count().collect()}
     assert counts == {"train": 80_000, "test": 20_000}
 
 
-def test_movielens_missing_file_is_a_clear_error(spark, tmp_path: Path) -> None:
+def test_movielens_missing_files_are_clear_errors(spark, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"u\.data"):
-        movielens.read_ratings(spark, tmp_path)
-    (tmp_path / "u.data").write_text("1\t1\t5\t1\n")
-    (tmp_path / "u.item").write_text("1|x\n")
-    (tmp_path / "u.user").write_text("1|20|M|x|0\n")
-    with pytest.raises(FileNotFoundError, match=r"u3\.base"):
-        movielens.read_fold(spark, tmp_path, "u3")
-    with pytest.raises(ValueError, match="expected 24 fields"):
-        movielens.read_items(spark, tmp_path)
+        MovieLens100K(tmp_path, fold=None).read(spark, run_date="2026-11-27")
