@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         exposure_events: Event types that mean "shown"; without a positive event, a negative label.
         watch_event: Event type whose ``value`` is watch seconds.
         min_watch_seconds: Watching at least this long is a positive label.
+        drift_checks: Compare the run's tables with the previous successful run's.
+        drift_rows: Largest relative change of row counts and distinct users/items.
+        drift_rating_mean: Largest absolute change of the mean rating.
         seed: The one seed every random choice derives from.
         store_url: Where recommendations are published; default SQLite under ``home``.
         top_k: Recommendations per user.
@@ -85,6 +88,9 @@ class Settings(BaseSettings):
     exposure_events: tuple[str, ...] = ("impression", "view", "click", "watch")
     watch_event: str = "watch"
     min_watch_seconds: float = 30.0
+    drift_checks: bool = True
+    drift_rows: float = Field(0.5, gt=0, description="largest relative change of row counts / distinct ids")
+    drift_rating_mean: float = Field(0.25, gt=0, description="largest absolute change of the mean rating")
     seed: int = 42
     store_url: str | None = None
     top_k: int = Field(10, ge=1)

@@ -75,11 +75,20 @@ def validate(settings: Settings, run_date: str) -> dict[str, Any]:
     Raises:
         ValidationFailed: If any expectation fails (the run stops here).
     """
+    from recsys.validation.drift import DriftTolerances, drift_expectations, previous_stats
     from recsys.validation.gate import run_gate
 
     frames = {name: read_partition(settings.lake, name, run_date) for name in GATED_TABLES}
-    report = run_gate(frames)
-    return {"rows": report.rows, "expectations": sum(report.checked.values())}
+    drift: dict[str, list[Any]] = {}
+    previous = previous_stats(settings.lake, run_date) if settings.drift_checks else None
+    if previous is not None:
+        tol = DriftTolerances(rows=settings.drift_rows, distinct=settings.drift_rows,
+                              rating_mean=settings.drift_rating_mean)  # fmt: skip
+        drift = drift_expectations(previous[1], tol)
+        logger.info("drift checks against the successful run of %s", previous[0])
+    report = run_gate(frames, extra=drift)
+    return {"rows": report.rows, "expectations": sum(report.checked.values()),
+            "drift_baseline": previous[0] if previous else None}  # fmt: skip
 
 
 def _model_dir(settings: Settings, name: str, run_id: str) -> Path:
@@ -234,6 +243,10 @@ def publish(settings: Settings, run_date: str, run_id: str, metrics: dict[str, A
             seen=ratings[["user_id", "item_id"]],
             k=settings.top_k,
         )
+    from recsys.validation.drift import save_stats, table_stats
+
+    save_stats(settings.lake, run_date, table_stats({n: read_partition(settings.lake, n, run_date)
+                                                     for n in GATED_TABLES}))  # fmt: skip
     logger.info("published run %s: %d recommendations for %d users", run_id, len(recs_out), users.shape[0])
     return {"run_id": run_id, "recommendations": len(recs_out), "users": int(users.shape[0]),
             "similar_items": len(sim_out), "audit_ok": bool(report.ok)}  # fmt: skip
@@ -263,6 +276,13 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str,
             if key in metrics
         }
     }
+    try:
+        quarantine = read_partition(settings.lake, "quarantine", run_date)
+        by_reason = quarantine["reason_code"].value_counts().sort_index()
+        bars["Quarantined input rows by reason"] = {str(k): float(v) for k, v in by_reason.items()}
+        metrics["quarantined_rows"] = float(len(quarantine))
+    except FileNotFoundError:
+        pass
     samples = sample_recommendations(settings, run_date, n_users=5, top=5)
     path = settings.reports_dir / run_id / "report.html"
     write_run_report(

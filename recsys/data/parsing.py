@@ -204,10 +204,13 @@ def dat_movie(line: str) -> tuple:
     return (parse_id(mid, "item id"), title, year_of(title), genre_list(genres))
 
 
-def csv_movie(line: str) -> tuple:
-    """Parser of ``movies.csv`` (movieId,title,genres; quoted titles) -> ``stg_items``."""
+def csv_movie(line: str, numeric_ids: bool = True) -> tuple:
+    """Parser of ``movies.csv`` (movieId,title,genres; quoted titles) -> ``stg_items``.
+
+    ``numeric_ids=False`` for catalogues of event logs (``items.csv``), whose ids are any strings.
+    """
     mid, title, genres = split_fields(line, ",", 3)
-    return (parse_id(mid, "item id"), title, year_of(title), genre_list(genres))
+    return (parse_id(mid, "item id", numeric_ids), title, year_of(title), genre_list(genres))
 
 
 def tag_parser(sep: str, rules: RatingRules) -> Callable[[str], tuple]:

@@ -40,18 +40,11 @@ class ParsedFile:
     path: Path
 
 
-def _first_lines(path: Path, n: int, encoding: str) -> list[str]:
-    out: list[str] = []
-    with path.open("rb") as f:
-        for raw in f:
-            out.append(raw.rstrip(b"\r\n").decode(encoding, errors="replace"))
-            if len(out) >= n:
-                break
-    return out
-
-
 def check_file(path: Path, *, sep: str, header: Sequence[str] | None = None, encoding: str = "utf-8") -> None:
     """File-level checks: exists, not empty, header (if any) as expected, data rows present, delimiter.
+
+    Blank lines before the first data line are skipped here (the reader quarantines them
+    as ``blank_line``); the delimiter is checked on the first non-blank data line.
 
     Raises:
         FileNotFoundError: The file is missing.
@@ -62,16 +55,19 @@ def check_file(path: Path, *, sep: str, header: Sequence[str] | None = None, enc
         raise FileNotFoundError(f"input file {path} is missing")
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: the file is empty")
-    lines = _first_lines(path, 2 if header else 1, encoding)
-    first_data = 1
-    if header is not None:
-        got = [h.strip().lower() for h in lines[0].split(sep)]
-        if got != [h.lower() for h in header]:
-            raise SourceError(f"{path}:1: header {lines[0]!r} does not match the expected {sep.join(header)!r}")
-        if len(lines) < 2 or not lines[1].strip():
-            raise SourceError(f"{path}: the file has a header but no data rows")
-        first_data = 2
-    line = lines[first_data - 1]
+    with path.open("rb") as f:
+        numbered = ((n, raw.rstrip(b"\r\n").decode(encoding, errors="replace")) for n, raw in enumerate(f, start=1))
+        if header is not None:
+            _, first = next(numbered)
+            expected = [h.lower() for h in header]
+            if [h.strip().lower() for h in first.split(sep)] != expected:
+                others = [d for d in DELIMITERS if d != sep and [h.strip().lower() for h in first.split(d)] == expected]
+                hint = f"; it is separated by {others[0]!r}: wrong delimiter?" if others else ""
+                raise SourceError(f"{path}:1: header {first!r} does not match the expected {sep.join(header)!r}{hint}")
+        data = next(((n, line) for n, line in numbered if line.strip()), None)
+    if data is None:
+        raise SourceError(f"{path}: the file has {'a header but ' if header is not None else ''}no data rows")
+    first_data, line = data
     if sep not in line:
         others = [d for d in DELIMITERS if d != sep and d in line and not (sep == "::" and d == ":")]
         hint = f"; it has {others[0]!r}: wrong delimiter?" if others else ""

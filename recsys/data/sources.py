@@ -24,6 +24,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -234,6 +235,7 @@ class EventLog(Source):
 
     def _events(self, spark: SparkSession, rules: P.RatingRules) -> tuple[DataFrame, DataFrame, list[str]]:
         from pyspark.sql import functions as F
+        from pyspark.sql import types as T
 
         csv_file, pq_file = self.path / "events.csv", self.path / "events.parquet"
         if csv_file.is_file():
@@ -247,13 +249,27 @@ class EventLog(Source):
         missing = {"user_id", "item_id", "event", "timestamp"} - set(raw.columns)
         if missing:
             raise P.SourceError(f"{pq_file}: columns {sorted(missing)} are missing (has {raw.columns})")
-        value = F.col("value").cast("double") if "value" in raw.columns else F.lit(None).cast("double")
+        # try_cast: with ANSI mode (Spark 4's default) a plain cast of a malformed value fails the whole read.
+        raw_value = F.col("value") if "value" in raw.columns else F.lit(None)
+        value = raw_value.try_cast("double")
+
+        def ident(name: str):  # noqa: ANN202
+            c = F.col(name)
+            if isinstance(raw.schema[name].dataType, (T.FloatType, T.DoubleType)):
+                # Integer ids written as floats (pandas does so when the column has a null): 7.0 -> "7", NaN is missing.
+                n = c.try_cast("long")
+                return (F.when(F.isnan(c), F.lit(None)).when(n.cast("double") == c, n.cast("string"))
+                        .otherwise(c.cast("string")))  # fmt: skip
+            return c.cast("string")
+
         df = raw.select(
-            F.col("user_id").cast("string").alias("user_id"),
-            F.col("item_id").cast("string").alias("item_id"),
+            ident("user_id").alias("user_id"),
+            ident("item_id").alias("item_id"),
             F.lower(F.trim(F.col("event").cast("string"))).alias("event"),
-            F.col("timestamp").cast("long").alias("ts"),
+            F.col("timestamp").try_cast("long").alias("ts"),
             value.alias("value"),
+            (raw_value.isNotNull() & value.isNull()).alias("_bad_value"),
+            F.to_json(F.struct(*raw.columns)).alias("_raw"),  # the row as read
         )
         problems = [
             (F.col("user_id").isNull() | (F.trim("user_id") == ""), "bad_id", "missing user id"),
@@ -262,6 +278,7 @@ class EventLog(Source):
             (F.col("ts").isNull(), "bad_timestamp", "timestamp is not a number"),
             (F.col("ts") < 0, "negative_timestamp", "timestamp is before 1970"),
             (F.col("ts") > rules.max_ts, "future_timestamp", "timestamp is after the run date"),
+            (F.col("_bad_value"), "bad_value", "value is not a number"),
             (F.isnan("value"), "bad_value", "value is NaN"),
         ]
         code = F.lit(None).cast("string")
@@ -273,7 +290,7 @@ class EventLog(Source):
         good = tagged.where(F.col("_code").isNull()).select(*table("stg_events").names)
         bad = tagged.where(F.col("_code").isNotNull()).select(
             F.lit("ingest").alias("stage"), F.lit(str(pq_file)).alias("source_file"),
-            F.lit(None).cast("long").alias("line_number"), F.to_json(F.struct(*df.columns)).alias("raw_line"),
+            F.lit(None).cast("long").alias("line_number"), F.col("_raw").alias("raw_line"),
             F.col("_code").alias("reason_code"), F.col("_reason").alias("reason"),
         )  # fmt: skip
         return good, bad, [str(pq_file)]
@@ -298,7 +315,7 @@ class EventLog(Source):
         ratings = events.where(is_rating).select("user_id", "item_id", F.col("value").alias("rating"), "ts")
         items_file = self.path / "items.csv"
         if items_file.is_file():
-            pf = read_text_file(spark, items_file, P.csv_movie, "stg_items", sep=",",
+            pf = read_text_file(spark, items_file, partial(P.csv_movie, numeric_ids=False), "stg_items", sep=",",
                                 header=["item_id", "title", "genres"])  # fmt: skip
             items, files = pf.rows, [*files, str(pf.path)]
             quarantine.append(pf.quarantine)

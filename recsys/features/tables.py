@@ -178,7 +178,10 @@ def unknown_items(rated: DataFrame, item_map: DataFrame) -> tuple[DataFrame, Dat
 
 
 def temporal_split(ratings: DataFrame, *, test_fraction: float) -> DataFrame:
-    """Each user's latest ``floor(n * test_fraction)`` ratings go to test (ties: larger item id first).
+    """Each user's latest ``floor(n * test_fraction)`` ratings go to test.
+
+    Ties on the timestamp: the larger item id first, in the id maps' natural order
+    (longer ids are larger, so numeric ids compare as numbers: ``"10" > "9"``).
 
     Args:
         ratings: Rows with ``user_id``, ``item_id``, ``ts``; grain one (user, item).
@@ -190,7 +193,7 @@ def temporal_split(ratings: DataFrame, *, test_fraction: float) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    w = Window.partitionBy("user_id").orderBy(F.col("ts").desc(), F.col("item_id").desc())
+    w = Window.partitionBy("user_id").orderBy(F.col("ts").desc(), F.length("item_id").desc(), F.col("item_id").desc())
     n = F.count(F.lit(1)).over(Window.partitionBy("user_id"))
     return (
         ratings.withColumn("_r", F.row_number().over(w))

@@ -64,13 +64,17 @@ def _describe(result: Any) -> str:
 
 
 def validate_tables(
-    frames: Mapping[str, pd.DataFrame], *, min_rows: Mapping[str, int] | None = None
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    min_rows: Mapping[str, int] | None = None,
+    extra: Mapping[str, list[Any]] | None = None,
 ) -> GateReport:
     """Validate tables against their schema-derived suites.
 
     Args:
         frames: Table name -> its rows for one run date.
         min_rows: Optional row-count floors overriding the schemas'.
+        extra: More expectations per table (e.g. drift checks against the previous run).
 
     Returns:
         The report (never raises on data problems).
@@ -93,6 +97,8 @@ def validate_tables(
             schema, min_rows=(min_rows or {}).get(name), reference_values=refs
         ):
             suite.add_expectation(exp)
+        for exp in (extra or {}).get(name, []):
+            suite.add_expectation(exp)
         batch = (
             source.add_dataframe_asset(name)
             .add_batch_definition_whole_dataframe("run")
@@ -113,13 +119,18 @@ def validate_tables(
     return report
 
 
-def run_gate(frames: Mapping[str, pd.DataFrame], *, min_rows: Mapping[str, int] | None = None) -> GateReport:
+def run_gate(
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    min_rows: Mapping[str, int] | None = None,
+    extra: Mapping[str, list[Any]] | None = None,
+) -> GateReport:
     """Validate and raise if anything failed.
 
     Raises:
         ValidationFailed: Naming every failed expectation.
     """
-    report = validate_tables(frames, min_rows=min_rows)
+    report = validate_tables(frames, min_rows=min_rows, extra=extra)
     if not report.ok:
         raise ValidationFailed(report)
     return report

@@ -3,8 +3,9 @@
 One Airflow home for the module; the runs build on each other:
 1. a synthetic run publishes; every user has K unseen recommendations;
 2. a rerun for the same date replaces that date's outputs (and gives the same results);
-3. a run whose data fails the validation gate stops before training and the
-   store keeps serving run 1.
+3. bad input rows are quarantined with their reasons and the run still publishes;
+4. too many bad rows fail the run at ingest, and drift from the previous run
+   fails the gate; both leave the last good run live.
 """
 
 from __future__ import annotations
@@ -93,23 +94,58 @@ def test_rerun_same_date_replaces_outputs(home: Path, first_run: pd.DataFrame) -
     assert len(after_files) == len(before_files)  # replaced, not appended
 
 
-def test_failed_gate_stops_the_run_and_keeps_the_previous_run(
-    home: Path, first_run: pd.DataFrame, tmp_path: Path
-) -> None:
-    bad = write_ml100k_layout(tmp_path / "ml-bad")
-    lines = (bad / "u.data").read_text().splitlines()
+def _live(home: Path) -> tuple[str | None, pd.DataFrame]:
+    with open_store(Settings(home=home).resolved_store_url) as store:
+        return store.latest_run_id(), store.read_recommendations()
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_the_run_publishes(home: Path, tmp_path: Path) -> None:
+    data = write_ml100k_layout(tmp_path / "ml-small")
+    lines = (data / "u.data").read_text().splitlines()
+    n = len(lines)
     user, item, _, ts = lines[3].split("\t")
-    lines[3] = f"{user}\t{item}\t9\t{ts}"  # rating off the 1-5 scale
-    (bad / "u.data").write_text("\n".join(lines) + "\n")
-    bad_date = "2026-11-28"
-    proc = dags_test(home, bad_date, {"run_date": bad_date, "dataset": "ml-100k", "data_dir": str(bad)},
-                     capture=True)  # fmt: skip
-    states = dag_run_state(home, bad_date)
+    lines[3] = f"{user}\t{item}\t9\t{ts}"  # off the 1-5 scale
+    lines.append(f"{user}\t99999\t4\t{ts}")  # an item missing from u.item
+    (data / "u.data").write_text("\n".join(lines) + "\n")
+    date = "2026-11-28"
+    _run(home, date, {"dataset": "ml-small", "data_dir": str(data), "split": "random"})
+    q = read_partition(Settings(home=home, dataset="ml-small").lake, "quarantine", date)
+    by_code = q.groupby("reason_code").size().to_dict()
+    assert by_code == {"rating_out_of_range": 1, "unknown_item": 1}
+    bad = q[q["reason_code"] == "rating_out_of_range"].iloc[0]
+    assert bad["line_number"] == 4 and bad["source_file"].endswith("u.data") and bad["raw_line"].split("\t")[2] == "9"
+    ratings = read_partition(Settings(home=home, dataset="ml-small").lake, "ratings", date)
+    assert len(ratings) + len(q) == n + 1  # nothing lost
+    assert "Quarantined input rows by reason" in (home / "reports" / "ml-small_20261128" / "report.html").read_text()
+    assert _live(home)[0] == "ml-small_20261128"
+
+
+def test_too_many_bad_rows_fail_the_run_and_keep_the_previous_run(home: Path, tmp_path: Path) -> None:
+    live_before = _live(home)
+    data = write_ml100k_layout(tmp_path / "ml-bad")
+    lines = (data / "u.data").read_text().splitlines()
+    for k in range(1, len(lines), 20):  # 5% of the lines (not the first: that is a wrong-delimiter file)
+        lines[k] = lines[k].replace("\t", ";")
+    (data / "u.data").write_text("\n".join(lines) + "\n")
+    date = "2026-11-29"
+    proc = dags_test(home, date, {"run_date": date, "dataset": "ml-small", "data_dir": str(data)}, capture=True)
+    states = dag_run_state(home, date)
+    assert states["__dag_run__"] == "failed" and states["ingest"] == "failed", states
+    assert states["publish"] == "upstream_failed"
+    assert "are unusable, above the limit of 1.00%" in proc.stdout
+    assert "u.data:2: field_count" in proc.stdout  # the first bad line is named
+    live_after = _live(home)
+    assert live_after[0] == live_before[0]
+    pd.testing.assert_frame_equal(live_after[1], live_before[1])
+
+
+def test_drift_from_the_previous_run_fails_the_gate(home: Path) -> None:
+    live_before = _live(home)
+    date = "2026-11-30"
+    proc = dags_test(home, date, {"run_date": date, **CONF, "synthetic_n_users": 40}, capture=True)
+    states = dag_run_state(home, date)
     assert states["__dag_run__"] == "failed", states
     assert states["validate"] == "failed"
     assert states["train_cf"] == "upstream_failed" and states["publish"] == "upstream_failed"
-    assert "expect_column_values_to_be_between" in proc.stdout + proc.stderr
-    with open_store(Settings(home=home).resolved_store_url) as store:
-        assert store.latest_run_id() == "synthetic_20261127"
-        live = store.read_recommendations()
-    pd.testing.assert_frame_equal(live.reset_index(drop=True), first_run.reset_index(drop=True))
+    assert "expect_table_row_count_to_be_between" in proc.stdout  # volume vs the run of 2026-11-27
+    assert _live(home)[0] == live_before[0]
