@@ -51,6 +51,7 @@ PARAMS = {
     "seed": Param(42, type="integer", description="seed of every random choice"),
     "synthetic_n_users": Param(3000, type="integer", minimum=10, description="synthetic users"),
     "synthetic_n_items": Param(2000, type="integer", minimum=20, description="synthetic items"),
+    "synthetic_mean_ratings_per_user": Param(45.0, type="number", minimum=1, description="synthetic density"),
     "cf_epochs": Param(20, type="integer", minimum=1, description="CF training epochs"),
 }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from recsys.features import features, tables
 from recsys.features.quarantine import QuarantineExceeded, check_bad_fraction
+from recsys.lake import partition_dates
 from recsys.spark import get_spark, write_table_partition
 from schemas import table
 
@@ -41,11 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _previous_date(lake: Path, name: str, run_date: str) -> str | None:
-    root = lake / name
-    if not root.exists():
-        return None
-    dates = sorted(p.name.split("=", 1)[1] for p in root.iterdir() if p.name.startswith("run_date="))
-    earlier = [d for d in dates if d < run_date]
+    earlier = [d for d in partition_dates(lake, name) if d < run_date]
     return earlier[-1] if earlier else None
 
 

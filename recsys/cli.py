@@ -43,6 +43,7 @@ def run(
     top_k: Annotated[int, typer.Option(help="recommendations per user")] = 10,
     users: Annotated[int | None, typer.Option(help="synthetic users (default from settings)")] = None,
     items: Annotated[int | None, typer.Option(help="synthetic items (default from settings)")] = None,
+    ratings_per_user: Annotated[float | None, typer.Option(help="synthetic mean ratings per user")] = None,
     home: Annotated[Path | None, typer.Option(help="RECSYS_HOME (default ./data)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="stream Airflow's whole output")] = False,
 ) -> None:
@@ -58,6 +59,8 @@ def run(
         conf["synthetic_n_users"] = users
     if items is not None:
         conf["synthetic_n_items"] = items
+    if ratings_per_user is not None:
+        conf["synthetic_mean_ratings_per_user"] = ratings_per_user
     log_file = settings.home / "logs" / f"recsys_nightly_{date}.log"
     console.print(f"Running recsys_nightly for {date} on {dataset} (full Airflow log: {log_file})")
 

@@ -109,7 +109,10 @@ class Settings(BaseSettings):
             return Path(self.data_dir)
         if self.dataset == "ml-100k":
             return DEFAULT_MOVIELENS_DIR
-        return self.raw_dir / "movielens" / self.dataset
+        from recsys.data.fetch import RELEASES  # where `recsys data fetch NAME` extracts a release
+
+        folder = RELEASES[self.dataset].folder if self.dataset in RELEASES else self.dataset
+        return self.raw_dir / "movielens" / folder
 
     @property
     def lake(self) -> Path:
