@@ -229,7 +229,8 @@ def tag_parser(sep: str, rules: RatingRules) -> Callable[[str], tuple]:
 def event_parser(rules: RatingRules) -> Callable[[str], tuple]:
     """Parser of event-log CSV lines ``user_id,item_id,event,timestamp,value`` -> ``stg_events``.
 
-    ``value`` is optional (empty): watch seconds, a rating, a price.
+    ``value`` is optional (empty): watch seconds, a rating, a price. A ``rating`` event
+    needs a value on the scale of ``rules`` (else ``rating_out_of_range``).
     """
 
     def parse(line: str) -> tuple:
@@ -248,6 +249,9 @@ def event_parser(rules: RatingRules) -> Callable[[str], tuple]:
                 raise Reject("bad_value", f"value {value!r} is not a number") from None
             if not math.isfinite(v):
                 raise Reject("bad_value", f"value {value!r} is not finite")
+        if event.strip().lower() == "rating" and (v is None or not rules.rating_min <= v <= rules.rating_max):
+            raise Reject("rating_out_of_range",
+                         f"rating event without a value in [{rules.rating_min:g}, {rules.rating_max:g}]")  # fmt: skip
         return (parse_id(u, "user id", False), parse_id(i, "item id", False), event.strip().lower(),
                 parse_ts(t, rules), v)  # fmt: skip
 

@@ -56,7 +56,8 @@ def check_file(path: Path, *, sep: str, header: Sequence[str] | None = None, enc
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: the file is empty")
     with path.open("rb") as f:
-        numbered = ((n, raw.rstrip(b"\r\n").decode(encoding, errors="replace")) for n, raw in enumerate(f, start=1))
+        numbered = ((n, raw.rstrip(b"\r\n").decode(encoding, errors="replace").removeprefix("\ufeff"))
+                    for n, raw in enumerate(f, start=1))  # fmt: skip
         if header is not None:
             _, first = next(numbered)
             expected = [h.lower() for h in header]
@@ -152,6 +153,8 @@ def read_text_file(
             if "\ufffd" in text:
                 return ("bad", ("ingest", source, line_no, text, "bad_encoding",
                                 f"bad_encoding: bytes at column {text.index(chr(0xFFFD)) + 1} are not valid UTF-8"))  # fmt: skip
+        if idx == 0 and text.startswith("\ufeff"):  # a byte-order mark (Excel writes one): not data
+            text = text[1:]
         if not text.strip():
             return ("bad", ("ingest", source, line_no, text, "blank_line", "blank_line: no data on the line"))
         try:

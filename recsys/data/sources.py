@@ -173,7 +173,9 @@ class MovieLensDat(Source):
         self.path = Path(path)
 
     def read(self, spark: SparkSession, *, run_date: str) -> Staged:  # noqa: D102
-        rules = P.RatingRules(rating_min=0.5, rating_max=5, max_ts=end_of_day(run_date))
+        # 1M (the release with users.dat) has whole stars 1-5; 10M has half stars from 0.5.
+        low = 1.0 if (self.path / "users.dat").is_file() else 0.5
+        rules = P.RatingRules(rating_min=low, rating_max=5, max_ts=end_of_day(run_date))
         ratings = read_text_file(spark, self.path / "ratings.dat", P.rating_parser("::", rules), "stg_ratings",
                                  sep="::")  # fmt: skip
         items = read_text_file(spark, self.path / "movies.dat", P.dat_movie, "stg_items", sep="::",

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from recsys.data import parsing as P
 from recsys.data.parsing import SourceError
+from recsys.data.reader import read_text_file
 from recsys.data.sources import MovieLensCsv, end_of_day, open_source
 from recsys.features import tables
 from recsys.features.quarantine import QuarantineExceeded, check_bad_fraction
@@ -104,7 +106,8 @@ def _expected(lines: list[tuple], first_line: int) -> dict[int, str]:
 
 def test_csv_bad_lines_are_quarantined_with_file_line_raw_text_and_reason(bad_csv) -> None:
     path, _, rows = bad_csv
-    assert {r.source_file for r in rows} <= {str((path / f).resolve()) for f in ("ratings.csv", "movies.csv", "tags.csv")}
+    files = {str((path / f).resolve()) for f in ("ratings.csv", "movies.csv", "tags.csv")}
+    assert {r.source_file for r in rows} <= files
     for name, lines in (("ratings.csv", CSV_RATINGS), ("movies.csv", CSV_MOVIES), ("tags.csv", CSV_TAGS)):
         got = _by_line(rows, path / name)
         assert {n: code for n, (code, _) in got.items()} == _expected(lines, 2), name
@@ -140,9 +143,6 @@ def test_csv_nothing_is_lost_per_file(bad_csv) -> None:
 def test_utf8_bad_bytes_are_escaped_and_a_real_replacement_character_is_data(spark, tmp_path: Path) -> None:
     f = _write_bytes(tmp_path / "tags.csv", ["userId,movieId,tag,timestamp", "2,1,caf\ufffd,1445714999",
                                              b"2,1,caf\xe9,1445714999"])  # fmt: skip
-    from recsys.data import parsing as P
-    from recsys.data.reader import read_text_file
-
     pf = read_text_file(spark, f, P.tag_parser(",", P.RatingRules()), "stg_tags", sep=",",
                         header=["userId", "movieId", "tag", "timestamp"])  # fmt: skip
     assert [r.tag for r in pf.rows.collect()] == ["caf\ufffd"]
@@ -357,7 +357,7 @@ EVENTS_CSV: list[tuple[str, str | None]] = [
     (f"u2,sku-3,view,{EOD + 1},", "future_timestamp"),
     ("u2,sku-3,rating,1700000000,4", None),
     ("u2,sku-3,impression,1700000001,", None),
-    ("u2,sku-2,rating,1700000000,7", "rating_out_of_range"),  # parsed, then out of the scale
+    ("u2,sku-2,rating,1700000000,7", "rating_out_of_range"),  # above the scale
     ("u2,sku-2,rating,1700000000,", "rating_out_of_range"),  # a rating without a value
     ("u2,sku-2,rating,1700000000,0.25", "rating_out_of_range"),
 ]
@@ -370,16 +370,12 @@ def test_event_log_csv_bad_lines_and_ratings_out_of_scale(spark, tmp_path: Path)
     rows = staged.quarantine.collect()
     src = str((tmp_path / "events.csv").resolve())
     assert {r.source_file for r in rows} == {src}
-    parsed = _by_line([r for r in rows if r.line_number is not None], tmp_path / "events.csv")
-    assert {n: c for n, (c, _) in parsed.items()} == {
-        n: c for n, c in _expected(EVENTS_CSV, 2).items() if c != "rating_out_of_range"
-    }
-    for n, (_, raw) in parsed.items():
+    got = _by_line(rows, tmp_path / "events.csv")  # every bad line with its number, ratings out of scale included
+    assert {n: c for n, (c, _) in got.items()} == _expected(EVENTS_CSV, 2)
+    for n, (_, raw) in got.items():
         assert raw == EVENTS_CSV[n - 2][0]
-    scale = [r for r in rows if r.line_number is None]
-    assert {r.reason_code for r in scale} == {"rating_out_of_range"}
-    assert sorted((json.loads(r.raw_line).get("value", -1)) for r in scale) == [-1, 0.25, 7.0]
-    assert all(json.loads(r.raw_line)["event"] == "rating" and r.stage == "ingest" for r in scale)
+    scale = [r for r in rows if r.reason_code == "rating_out_of_range"]
+    assert len(scale) == 3 and all("[0.5, 5]" in r.reason for r in scale)
     events = staged.events.count()
     assert events + len(rows) == len(EVENTS_CSV)  # nothing is lost
     assert [(r.user_id, r.item_id, r.rating) for r in staged.ratings.collect()] == [("u2", "sku-3", 4.0)]
@@ -390,7 +386,8 @@ def test_event_log_csv_bad_lines_and_ratings_out_of_scale(spark, tmp_path: Path)
                                        min_watch_seconds=30)  # fmt: skip
     known, unknown = tables.unknown_items(labels, item_map)
     assert {(r.user_id, r.item_id, r.label) for r in known.collect()} == {("u1", "sku-1", 1)}
-    assert [(r.reason_code, json.loads(r.raw_line)["item_id"]) for r in unknown.collect()] == [("unknown_item", "sku-3")]
+    unknown_rows = [(r.reason_code, json.loads(r.raw_line)["item_id"]) for r in unknown.collect()]
+    assert unknown_rows == [("unknown_item", "sku-3")]
 
 
 # (row, expected reason code or None)
@@ -486,3 +483,14 @@ def test_check_bad_fraction_counts_by_reason_and_fails_above_the_limit(spark) ->
     only_dupes = _quarantine(spark, [("build", "stg_ratings", None, "{}", "duplicate_superseded", "d")] * 60)
     assert check_bad_fraction(only_dupes, total_rows=100, max_fraction=0.0) == {"duplicate_superseded": 60}
     assert check_bad_fraction(_quarantine(spark, []), total_rows=0, max_fraction=0.0) == {}
+
+
+def test_a_byte_order_mark_is_not_data(spark, tmp_path: Path) -> None:
+    """Excel writes a UTF-8 BOM first: the header (and the first line) must still be read."""
+    from recsys.data.sources import MovieLensCsv
+
+    (tmp_path / "ratings.csv").write_bytes(b"\xef\xbb\xbfuserId,movieId,rating,timestamp\n1,10,4.0,100\n2,10,3.5,200\n")
+    (tmp_path / "movies.csv").write_bytes(b"\xef\xbb\xbfmovieId,title,genres\n10,Ten (1990),Drama\n")
+    staged = MovieLensCsv(tmp_path).read(spark, run_date="2026-11-27")
+    assert staged.ratings.count() == 2 and staged.items.count() == 1
+    assert staged.quarantine.count() == 0
