@@ -1,0 +1,46 @@
+"""Every raw layout goes through the whole nightly DAG (`airflow dags test`) and publishes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recsys.config import Settings
+from recsys.lake import read_partition
+from recsys.orchestration import dag_run_state, dags_test
+from recsys.store import open_store
+from tests.fixtures.layouts import write_synthetic_as
+
+pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("recsys-layouts")
+
+
+@pytest.mark.parametrize(("layout", "day"), [("ml-1m", 1), ("ml-10m", 2), ("ml-csv", 3), ("events", 4)])
+def test_layout_runs_end_to_end(home: Path, tmp_path: Path, layout: str, day: int) -> None:
+    data = write_synthetic_as(tmp_path / layout, layout)
+    date = f"2026-12-0{day}"
+    dataset = f"fixture-{layout}"
+    proc = dags_test(home, date, {"run_date": date, "dataset": dataset, "data_dir": str(data), "cf_epochs": 5},
+                     capture=True)  # fmt: skip
+    assert dag_run_state(home, date).get("__dag_run__") == "success", proc.stdout[-4000:]
+    lake = Settings(home=home, dataset=dataset).lake
+    ratings = read_partition(lake, "ratings", date)
+    users = read_partition(lake, "users", date)
+    assert len(read_partition(lake, "quarantine", date)) == 0
+    interactions = read_partition(lake, "interactions", date)
+    assert set(interactions["label"]) == {0, 1}
+    if layout in ("ml-10m", "ml-csv"):
+        assert read_partition(lake, "item_features", date)["tags"].map(len).sum() > 0
+    if layout == "ml-1m":
+        assert read_partition(lake, "users", date)["occupation"].notna().all()
+    with open_store(Settings(home=home).resolved_store_url) as store:
+        assert store.latest_run_id() == f"{dataset}_{date.replace('-', '')}"
+        recs = store.read_recommendations()
+    assert set(recs["user_id"]) == set(users["user_id"])
+    assert (recs.groupby("user_id").size() == 10).all()
+    assert recs.merge(ratings[["user_id", "item_id"]], on=["user_id", "item_id"]).empty
