@@ -19,6 +19,7 @@ Wiring only: every task calls a function of `recsys.pipeline`.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -64,7 +65,7 @@ def _spark_job(name: str, args: object, outlets: list[Asset] | None = None) -> S
         application_args=args,
         conn_id="spark_default",
         conf=SPARK_CONF,
-        driver_memory="2g",
+        driver_memory=os.environ.get("RECSYS_SPARK_DRIVER_MEMORY", "4g"),
         name=f"recsys-{name}",
         env_vars={"PYSPARK_PYTHON": sys.executable},
         outlets=outlets or [],
