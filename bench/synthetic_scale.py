@@ -9,7 +9,7 @@ writes the rows as JSON.
 Sizes (ML-like: 20 ratings at least, mean 145, log-normal tail):
 
 * ``1m``: 7,000 users x 3,700 items, about 1M ratings.
-* ``20m``: 138,000 users x 27,000 items, about 20M ratings (MovieLens 20M has 138,493 x 26,744).
+* ``20m``: 138,493 users (as MovieLens 20M) x 27,000 items, just over 20M ratings.
 
 Without ``--out`` the data goes to a temporary folder that is deleted afterwards;
 with ``--out DIR`` it is kept in ``DIR/<size>`` (and reused when it already holds the
@@ -30,7 +30,7 @@ from typing import Any
 
 SIZES: dict[str, dict[str, Any]] = {
     "1m": dict(n_users=7_000, n_items=3_700, n_groups=20, mean_ratings_per_user=145.0, min_ratings_per_user=20),
-    "20m": dict(n_users=138_000, n_items=27_000, n_groups=20, mean_ratings_per_user=145.0, min_ratings_per_user=20),
+    "20m": dict(n_users=138_493, n_items=27_000, n_groups=20, mean_ratings_per_user=145.0, min_ratings_per_user=20),
 }
 SEED = 42
 CHUNK_USERS = 5000
