@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import PROJECT_ROOT, CFConfig, Settings, SyntheticConfig, run_id_for
-from recsys.lake import read_partition, write_partition
+from recsys.lake import partition_dir, read_partition, write_partition
 from schemas.tables import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
+STAGED_TABLES = ("stg_ratings", "stg_items", "stg_users", "stg_splits", "stg_tags", "stg_events", "stg_quarantine")
 GATED_TABLES = ("user_map", "item_map", "ratings", "interactions", "items", "users", "feature_vocab",
                 "item_features", "user_features", "quarantine")
 
@@ -79,6 +80,9 @@ def validate(settings: Settings, run_date: str) -> dict[str, Any]:
     from recsys.validation.gate import run_gate
 
     frames = {name: read_partition(settings.lake, name, run_date) for name in GATED_TABLES}
+    for name in STAGED_TABLES:  # the staged tables the source produced
+        if partition_dir(settings.lake, name, run_date).exists():
+            frames[name] = read_partition(settings.lake, name, run_date)
     drift: dict[str, list[Any]] = {}
     previous = previous_stats(settings.lake, run_date) if settings.drift_checks else None
     if previous is not None:
@@ -108,7 +112,8 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
     from recsys.models.cf import CFParams, fit_cf, rmse
 
     start = time.monotonic()
-    ratings = read_partition(settings.lake, "ratings", run_date)
+    # Sorted, so training does not depend on the order Spark happened to write rows in.
+    ratings = read_partition(settings.lake, "ratings", run_date).sort_values(["user_idx", "item_idx"], kind="stable")
     n_users = int(read_partition(settings.lake, "user_map", run_date)["user_idx"].max()) + 1
     n_items = int(read_partition(settings.lake, "item_map", run_date)["item_idx"].max()) + 1
     train = ratings[ratings["split"] == "train"]

@@ -132,6 +132,7 @@ STG_USERS = TableSchema(
     ),
     key=("user_id",),
     grain="one user with side data",
+    min_rows=0,  # some sources (MovieLens CSV, event logs) have no user file
 )
 STG_SPLITS = TableSchema(
     name="stg_splits",
