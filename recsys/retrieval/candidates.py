@@ -37,6 +37,46 @@ def recent_items(history: pd.DataFrame, n_recent: int) -> pd.DataFrame:
     return h.loc[h["recency"] < n_recent, ["user_idx", "item_idx", "recency"]].reset_index(drop=True)
 
 
+def popular_unseen(users: np.ndarray, history: pd.DataFrame, popular: np.ndarray, n_popular: int) -> pd.DataFrame:
+    """The ``n_popular`` most popular items each user has not rated.
+
+    Memory is bounded by ``users x 2 n_popular`` rows: every user is crossed with
+    the head of the popularity list once; the few heavy users who have rated
+    most of that head get their list from a walk down the whole popularity order.
+
+    Args:
+        users: ``[n_users]`` user indices.
+        history: (user_idx, item_idx, ...) pairs the users rated.
+        popular: Item indices, most popular first.
+        n_popular: Items per user.
+
+    Returns:
+        (user_idx, item_idx, source="popular", anchor_idx=-1, order) rows, ``order`` = rank in ``popular``.
+    """
+    cols = ["user_idx", "item_idx", "source", "anchor_idx", "order"]
+    if n_popular <= 0 or users.size == 0 or popular.size == 0:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, (np.int64, np.int64, object, np.int64, np.int64), strict=True)})
+    head = popular[: 2 * n_popular]
+    pop = pd.DataFrame({"user_idx": np.repeat(users, head.size), "item_idx": np.tile(head, users.size),
+                        "order": np.tile(np.arange(head.size), users.size)})  # fmt: skip
+    seen = history[["user_idx", "item_idx"]].drop_duplicates().assign(_seen=True)
+    pop = pop.merge(seen, on=["user_idx", "item_idx"], how="left")
+    pop = pop[pop["_seen"].isna()].drop(columns="_seen")
+    pop = pop[pop.groupby("user_idx").cumcount() < n_popular]
+    short = np.setdiff1d(users, pop.groupby("user_idx").size().loc[lambda c: c >= n_popular].index.to_numpy())
+    short = short[np.isin(short, seen["user_idx"].to_numpy())] if head.size < popular.size else np.array([], int)
+    if short.size:
+        rank = np.empty(int(popular.max()) + 1, dtype=np.int64)
+        rank[popular] = np.arange(popular.size)
+        by_user = seen[seen["user_idx"].isin(short)].groupby("user_idx")["item_idx"]
+        extra = []
+        for user, items in by_user:
+            unseen = popular[~np.isin(popular, items.to_numpy())][:n_popular]
+            extra.append(pd.DataFrame({"user_idx": user, "item_idx": unseen, "order": rank[unseen]}))
+        pop = pd.concat([pop[~pop["user_idx"].isin(short)], *extra], ignore_index=True)
+    return pop.assign(source="popular", anchor_idx=-1)[cols].sort_values(["user_idx", "order"]).reset_index(drop=True)
+
+
 def build_candidates(
     users: np.ndarray,
     history: pd.DataFrame,
@@ -72,23 +112,8 @@ def build_candidates(
         }
     )
     sim = sim[sim["item_idx"] >= 0]
-    # Popular: enough of the head that n_popular unseen ones remain for every user.
-    seen_counts = history.groupby("user_idx").size()
-    head = popular[: n_popular + (int(seen_counts.max()) if len(seen_counts) else 0)]
-    pop = pd.DataFrame(
-        {
-            "user_idx": np.repeat(users, head.size),
-            "item_idx": np.tile(head, users.size),
-            "source": "popular",
-            "anchor_idx": -1,
-            "order": np.tile(np.arange(head.size), users.size),
-        }
-    )
     seen = history[["user_idx", "item_idx"]].assign(_seen=True)
-    pop = pop.merge(seen, on=["user_idx", "item_idx"], how="left")
-    pop = pop[pop["_seen"].isna()].drop(columns="_seen")
-    pop = pop[pop.groupby("user_idx").cumcount() < n_popular]
-
+    pop = popular_unseen(users, history, popular, n_popular)
     cand = pd.concat([sim, pop], ignore_index=True)
     cand = cand.merge(seen, on=["user_idx", "item_idx"], how="left")
     cand = cand[cand["_seen"].isna()].drop(columns="_seen")

@@ -263,3 +263,24 @@ def test_candidates_then_ranking_end_to_end_known_answer():
 def test_empty_history_serves_popular_items_to_everyone():
     cand = build_candidates(np.array([0, 1]), history([]), NO_NEIGHBORS, np.arange(12), n_recent=2, n_popular=2)
     assert as_rows(cand, 0) == as_rows(cand, 1) == {(0, "popular", -1), (1, "popular", -1)}
+
+
+def test_popular_unseen_matches_a_per_user_reference_including_heavy_users():
+    """Bounded-memory popular candidates equal the obvious per-user walk down the popularity order."""
+    from recsys.retrieval.candidates import popular_unseen
+
+    rng = np.random.default_rng(3)
+    n_items, n_pop = 60, 5
+    popular = rng.permutation(n_items)
+    rows = []
+    for u in range(40):
+        k = 55 if u % 7 == 0 else rng.integers(0, 12)  # every 7th user has seen almost everything
+        rows += [(u, i) for i in rng.choice(n_items, size=k, replace=False)]
+    history = pd.DataFrame(rows, columns=["user_idx", "item_idx"])
+    users = np.arange(45)  # users 40..44 have no history
+    got = popular_unseen(users, history, popular, n_pop)
+    for u in users:
+        seen = set(history.loc[history["user_idx"] == u, "item_idx"])
+        expected = [i for i in popular if i not in seen][:n_pop]
+        assert got.loc[got["user_idx"] == u, "item_idx"].tolist() == expected, u
+    assert (got["source"] == "popular").all() and (got["anchor_idx"] == -1).all()
