@@ -78,11 +78,17 @@ def random_split(ratings: DataFrame, *, seed: int, test_fraction: float) -> Data
     Returns:
         ``ratings`` with a ``split`` column (``train`` / ``test``).
     """
+    from pyspark.sql import functions as F
+
+    return _hold_out_first(ratings, [F.xxhash64(F.lit(seed), "user_id", "item_id"), F.col("item_id")], test_fraction)
+
+
+def _hold_out_first(ratings: DataFrame, order: list, test_fraction: float) -> DataFrame:
+    """Per user, the first ``floor(n * test_fraction)`` rows in ``order`` go to test, the rest to train."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    h = F.xxhash64(F.lit(seed), "user_id", "item_id")
-    w = Window.partitionBy("user_id").orderBy(h, "item_id")
+    w = Window.partitionBy("user_id").orderBy(*order)
     n = F.count(F.lit(1)).over(Window.partitionBy("user_id"))
     return (
         ratings.withColumn("_r", F.row_number().over(w))
@@ -190,16 +196,10 @@ def temporal_split(ratings: DataFrame, *, test_fraction: float) -> DataFrame:
     Returns:
         ``ratings`` with a ``split`` column.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    w = Window.partitionBy("user_id").orderBy(F.col("ts").desc(), F.length("item_id").desc(), F.col("item_id").desc())
-    n = F.count(F.lit(1)).over(Window.partitionBy("user_id"))
-    return (
-        ratings.withColumn("_r", F.row_number().over(w))
-        .withColumn("split", F.when(F.col("_r") <= F.floor(n * test_fraction), "test").otherwise("train"))
-        .drop("_r")
-    )
+    order = [F.col("ts").desc(), F.length("item_id").desc(), F.col("item_id").desc()]
+    return _hold_out_first(ratings, order, test_fraction)
 
 
 def labels_from_ratings(ratings: DataFrame, like_threshold: float) -> DataFrame:
