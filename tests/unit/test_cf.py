@@ -47,11 +47,16 @@ def test_new_user_gets_item_means_and_predictions_are_clipped() -> None:
     i = np.array([0, 1, 0, 2, 1])
     y = np.array([5.0, 1.0, 3.0, 4.0, 2.0])
     model = fit_cf(u, i, y, 4, 3, CFParams(n_factors=2, epochs=3, seed=0))
-    # User 3 has no ratings: w_3 and b_3 stay exactly 0, so the prediction is mu_i.
+    # User 3 has no ratings: w_3 and b_3 stay exactly 0, so the prediction is mu_i + c_i.
     assert not model.w[3].any() and model.b[3] == 0.0
-    np.testing.assert_allclose(model.predict(np.array([3, 3, 3]), np.array([0, 1, 2])), [4.0, 1.5, 4.0])
-    # An index beyond the fitted users is unknown: item mean as well.
-    np.testing.assert_allclose(model.predict(np.array([99]), np.array([0])), [4.0])
+    expected = np.array([4.0, 1.5, 4.0]) + model.c
+    assert np.abs(model.c).max() > 0  # the item bias was learnt
+    np.testing.assert_allclose(model.predict(np.array([3, 3, 3]), np.array([0, 1, 2])), expected)
+    # An index beyond the fitted users is unknown: the same fallback.
+    np.testing.assert_allclose(model.predict(np.array([99]), np.array([0])), expected[:1])
+    # The course's model (no item bias) falls back to exactly the item means.
+    course = fit_cf(u, i, y, 4, 3, CFParams(n_factors=2, epochs=3, seed=0, item_bias=False))
+    np.testing.assert_allclose(course.predict(np.array([3, 3, 3]), np.array([0, 1, 2])), [4.0, 1.5, 4.0])
     model.w[0] = 100.0
     assert model.predict(np.array([0]), np.array([0]))[0] <= 5.0
 
@@ -61,12 +66,29 @@ def test_gradient_matches_the_cost_function() -> None:
     u = np.array([0, 1, 1])
     i = np.array([0, 0, 1])
     y = np.array([4.0, 2.0, 5.0])
-    p = CFParams(n_factors=3, epochs=1, batch_size=3, l2=2.0, learning_rate=1e-9, seed=3)
+    p = CFParams(n_factors=3, epochs=1, batch_size=3, l2=2.0, learning_rate=1e-9, seed=3,
+                 reg_weighting=0.0, item_bias=False, l2_bias=0.0)  # fmt: skip
     model = fit_cf(u, i, y, 2, 2, p)
     mu = np.array([3.0, 5.0])
     err = np.einsum("nk,nk->n", model.w[u], model.x[i]) + model.b[u] - (y - mu[i])
     j = 0.5 * np.sum(err**2) + p.l2 / 2 * (np.sum(model.w**2) + np.sum(model.x**2))
     assert model.history["loss"][0] == pytest.approx(j / 3, rel=1e-4)
+
+
+def test_weighted_regulariser_and_biases_match_the_cost_function() -> None:
+    """reg_weighting=1 charges lambda * n_j ||w_j||^2 (n_j = the user's ratings); biases get lambda_b."""
+    u = np.array([0, 1, 1, 1])
+    i = np.array([0, 0, 1, 2])
+    y = np.array([4.0, 2.0, 5.0, 3.0])
+    p = CFParams(n_factors=3, epochs=1, batch_size=4, l2=2.0, l2_bias=0.5, learning_rate=1e-9, seed=3,
+                 reg_weighting=1.0, item_bias=True)  # fmt: skip
+    model = fit_cf(u, i, y, 2, 3, p)
+    mu = np.array([3.0, 5.0, 3.0])
+    n_u, n_i = np.array([1, 3]), np.array([2, 1, 1])
+    err = np.einsum("nk,nk->n", model.w[u], model.x[i]) + model.b[u] + model.c[i] - (y - mu[i])
+    reg = p.l2 / 2 * (n_u @ np.sum(model.w**2, 1) + n_i @ np.sum(model.x**2, 1))
+    j = 0.5 * np.sum(err**2) + reg  # biases start at 0: their term is 0
+    assert model.history["loss"][0] == pytest.approx(j / 4, rel=1e-4)
 
 
 def test_logistic_variant_learns_binary_labels(planted) -> None:
