@@ -32,17 +32,17 @@ class _Pop(Popularity):
 @pytest.mark.parametrize(
     ("params", "margin"),
     [
-        (ImplicitCFParams(n_factors=16, epochs=120, l2=5.0, seed=1), 1.10),
+        (ImplicitCFParams(n_factors=16, epochs=120, l2=5.0, seed=1), 1.03),
         (ImplicitCFParams(n_factors=16, epochs=60, loss="logistic", negatives="all", pos_weight=10.0, l2=5.0,
-                          seed=1), 1.03),
+                          seed=1), 1.0),
         (ImplicitCFParams(n_factors=16, epochs=20, loss="logistic", negatives="uniform", neg_ratio=4, l2=1.0,
-                          learning_rate=0.01, seed=1), 1.0),
+                          learning_rate=0.01, seed=1), 1.10),
     ],
     ids=["softmax", "logistic-all", "logistic-uniform"],
 )
 def test_beats_popularity_on_planted_tastes(split: Split, params: ImplicitCFParams, margin: float) -> None:
     """Exposure is popularity tilted by group taste: every variant must find the tilt (measured:
-    softmax 1.15x, weighted full-matrix logistic 1.05x, sampled logistic 1.01x popularity's NDCG@10)."""
+    softmax 1.05x, weighted full-matrix logistic 1.01x, sampled logistic 1.15x popularity's NDCG@10)."""
     model = fit_implicit_cf(split.train[0], split.train[1], split.n_users, split.n_items, params)
     ours = evaluate(model, split)
     pop = evaluate(_Pop().fit(*split.train, split.n_users, split.n_items), split)
