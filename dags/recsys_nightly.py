@@ -7,11 +7,16 @@ One nightly run of the batch recommender for run date **D**:
 2. `ingest` (Spark): raw source -> `stg_*` tables.
 3. `build_tables` (Spark): id maps, `ratings` (with split), `items`, `users`.
 4. `validate`: Great Expectations gate; a failure stops the run and nothing is published.
-5. `train_cf`: collaborative filtering (TensorFlow), metrics vs baselines.
-6. `similar_items`: exact nearest items by CF item vectors.
-7. `recommend`: candidates (similar to recent, popular) ranked by CF, top K with reasons.
-8. `publish`: write-audit-publish to the store; the previous run stays live on failure.
-9. `report`: the run's HTML report.
+5. `tune` (optional, param `tune`): random search of both models' parameters on a validation split
+   of the training data; the training tasks use the result (`models/<dataset>/tuned/`).
+6. `train_cf` and `train_ranker`, in parallel (TensorFlow): explicit CF (ratings) and implicit CF (the
+   ranking model), each evaluated on the test split (rating and top-K metrics vs baselines).
+7. `similar_items`: exact nearest items by CF item vectors.
+8. `recommend`: candidates (similar to recent, popular) ranked by the serving model (param
+   `ranking_model`), top K with reasons.
+9. `publish`: write-audit-publish to the store (with every evaluation metric in `runs.metrics`);
+   the previous run stays live on failure.
+10. `report`: the run's HTML report.
 
 Trigger from the UI with params (run date, dataset, top K, synthetic size).
 Wiring only: every task calls a function of `recsys.pipeline`.
@@ -53,7 +58,14 @@ PARAMS = {
     "synthetic_n_users": Param(3000, type="integer", minimum=10, description="synthetic users"),
     "synthetic_n_items": Param(2000, type="integer", minimum=20, description="synthetic items"),
     "synthetic_mean_ratings_per_user": Param(45.0, type="number", minimum=1, description="synthetic density"),
-    "cf_epochs": Param(20, type="integer", minimum=1, description="CF training epochs"),
+    "ranking_model": Param("implicit", enum=["implicit", "explicit"],
+                           description="model that ranks: implicit CF (which items users choose) or explicit CF"),
+    "tune": Param(False, type="boolean", description="search both models' parameters before training"),
+    "tune_trials": Param(20, type="integer", minimum=1, maximum=500, description="trials per model when tuning"),
+    "cf_epochs": Param(None, type=["null", "integer"], minimum=1,
+                       description="explicit CF epochs; empty = tuned or default"),
+    "ranker_epochs": Param(None, type=["null", "integer"], minimum=1,
+                           description="ranking model epochs; empty = tuned or default"),
 }
 
 
@@ -117,8 +129,22 @@ def recsys_nightly() -> None:
         return run(_settings(resolved), resolved["run_date"])
 
     @task
-    def train_cf(resolved: dict, _gate: dict) -> dict:
+    def tune(resolved: dict, _gate: dict) -> dict:
+        if not resolved["tune"]["enabled"]:
+            return {"skipped": True}
+        from recsys.pipeline import tune as run
+
+        return run(_settings(resolved), resolved["run_date"], trials=resolved["tune"]["trials"])
+
+    @task
+    def train_cf(resolved: dict, _tuned: dict) -> dict:
         from recsys.pipeline import train_cf as run
+
+        return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
+
+    @task
+    def train_ranker(resolved: dict, _tuned: dict) -> dict:
+        from recsys.pipeline import train_ranker as run
 
         return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
 
@@ -129,29 +155,29 @@ def recsys_nightly() -> None:
         return build_similar_items(_settings(resolved), resolved["run_date"], model["model_dir"])
 
     @task
-    def recommend(resolved: dict, model: dict, _similar: dict) -> dict:
+    def recommend(resolved: dict, cf: dict, ranker: dict, _similar: dict) -> dict:
         from recsys.pipeline import recommend as run
 
-        return run(_settings(resolved), resolved["run_date"], model["model_dir"])
+        return run(_settings(resolved), resolved["run_date"], cf["model_dir"], ranker["model_dir"])
 
     @task(outlets=[RECOMMENDATIONS, SIMILAR_ITEMS])
-    def publish(resolved: dict, model: dict, recs: dict) -> dict:
+    def publish(resolved: dict, cf: dict, ranker: dict, recs: dict) -> dict:
         from recsys.pipeline import publish as run
 
-        out = run(_settings(resolved), resolved["run_date"], resolved["run_id"], model["metrics"],
-                  resolved["generated_at"])  # fmt: skip
+        out = run(_settings(resolved), resolved["run_date"], resolved["run_id"], {**cf["metrics"], **ranker["metrics"]},
+                  resolved["generated_at"], recs["model_version"])  # fmt: skip
         events = get_current_context()["outlet_events"]
         events[RECOMMENDATIONS].extra = {"run_id": out["run_id"], "rows": out["recommendations"],
-                                         "users": out["users"]}  # fmt: skip
+                                         "users": out["users"], "model_version": recs["model_version"]}  # fmt: skip
         events[SIMILAR_ITEMS].extra = {"run_id": out["run_id"], "rows": out["similar_items"]}
-        return out
+        return {**out, "model_version": recs["model_version"]}
 
     @task
-    def report(resolved: dict, model: dict, published: dict) -> str:
+    def report(resolved: dict, cf: dict, ranker: dict, published: dict) -> str:
         from recsys.pipeline import write_report
 
-        return write_report(_settings(resolved), resolved["run_date"], resolved["run_id"], model["model_dir"],
-                            published)  # fmt: skip
+        return write_report(_settings(resolved), resolved["run_date"], resolved["run_id"],
+                            [cf["model_dir"], ranker["model_dir"]], published)  # fmt: skip
 
     resolved = resolve()
     ingest = _spark_job("ingest", spark_args.override(task_id="ingest_args")(resolved, "ingest"))
@@ -159,11 +185,13 @@ def recsys_nightly() -> None:
                        outlets=TABLE_ASSETS)  # fmt: skip
     gate = validate(resolved)
     ingest >> build >> gate
-    model = train_cf(resolved, gate)
-    similar = similar_items(resolved, model)
-    recs = recommend(resolved, model, similar)
-    published = publish(resolved, model, recs)
-    report(resolved, model, published)
+    tuned = tune(resolved, gate)
+    cf = train_cf(resolved, tuned)
+    ranker = train_ranker(resolved, tuned)
+    similar = similar_items(resolved, cf)
+    recs = recommend(resolved, cf, ranker, similar)
+    published = publish(resolved, cf, ranker, recs)
+    report(resolved, cf, ranker, published)
 
 
 recsys_nightly()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -45,6 +46,9 @@ def run(
     items: Annotated[int | None, typer.Option(help="synthetic items (default from settings)")] = None,
     ratings_per_user: Annotated[float | None, typer.Option(help="synthetic mean ratings per user")] = None,
     home: Annotated[Path | None, typer.Option(help="RECSYS_HOME (default ./data)")] = None,
+    ranking_model: Annotated[str, typer.Option(help="implicit | explicit: the model that ranks")] = "implicit",
+    tune: Annotated[bool, typer.Option("--tune", help="search the models' parameters first (DAG task `tune`)")] = False,
+    tune_trials: Annotated[int, typer.Option(help="trials per model with --tune")] = 20,
     verbose: Annotated[bool, typer.Option("--verbose", help="stream Airflow's whole output")] = False,
 ) -> None:
     """Run the nightly DAG once through Airflow (`airflow dags test`), then show results."""
@@ -52,7 +56,8 @@ def run(
 
     settings = _settings(home=home)
     date = run_date or datetime.now(UTC).date().isoformat()
-    conf: dict[str, object] = {"run_date": date, "dataset": dataset, "top_k": top_k, "split": split}
+    conf: dict[str, object] = {"run_date": date, "dataset": dataset, "top_k": top_k, "split": split,
+                               "ranking_model": ranking_model, "tune": tune, "tune_trials": tune_trials}  # fmt: skip
     if data_dir is not None:
         conf["data_dir"] = str(data_dir.resolve())
     if users is not None:
@@ -120,6 +125,34 @@ def show(
     _show(_settings(home=home), n_users=users, top=top)
 
 
+@app.command("tune")
+def tune_cmd(
+    run_date: Annotated[str, typer.Option(help="YYYY-MM-DD of the tables to tune on (built by a run)")],
+    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    model: Annotated[str, typer.Option(help="explicit | implicit | both")] = "both",
+    trials: Annotated[int, typer.Option(help="random-search trials per model")] = 20,
+    seed: Annotated[int | None, typer.Option(help="seed (default from settings)")] = None,
+    home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars")] = True,
+) -> None:
+    """Search model parameters on a validation split of a run's training data.
+
+    The result (`models/<dataset>/tuned/<model>.json`, every trial and the best
+    parameters) is used by the next runs' training (setting `use_tuned`).
+    """
+    from recsys.pipeline import tune
+
+    models = ("explicit", "implicit") if model == "both" else (model,)
+    if any(m not in ("explicit", "implicit") for m in models):
+        raise typer.BadParameter("model must be explicit, implicit or both")
+    settings = _settings(home=home, dataset=dataset, seed=seed)
+    out = tune(settings, run_date, trials=trials, models=models, progress=progress)
+    t = Table("model", "metric", "best", "written to")
+    for name, r in out.items():
+        t.add_row(name, r["metric"], f"{r['best_score']:.4f}", r["path"])
+    console.print(t)
+
+
 @app.command()
 def runs(home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None) -> None:
     """List the runs in the store (live one marked)."""
@@ -128,9 +161,13 @@ def runs(home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None) 
     with open_store(_settings(home=home).resolved_store_url) as store:
         live = store.latest_run_id()
         frame = store.list_runs()
-    t = Table("run_id", "run_date", "dataset", "status", "published_at", "live")
+    t = Table("run_id", "run_date", "dataset", "status", "model", "test RMSE", "NDCG@K", "published_at", "live")
     for r in frame.itertuples():
-        t.add_row(r.run_id, str(r.run_date), r.dataset, r.status, str(r.published_at), "*" if r.run_id == live else "")
+        m = json.loads(r.metrics) if isinstance(r.metrics, str) and r.metrics else {}
+        rmse, ndcg = m.get("cf_test_rmse"), m.get("ranker_ndcg", m.get("cf_ndcg"))
+        t.add_row(r.run_id, str(r.run_date), r.dataset, r.status, r.model_version,
+                  "" if rmse is None else f"{rmse:.4f}", "" if ndcg is None else f"{ndcg:.4f}",
+                  str(r.published_at), "*" if r.run_id == live else "")  # fmt: skip
     console.print(t)
 
 

@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.models.cf import CFParams
+from recsys.models.implicit_cf import ImplicitCFParams
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MOVIELENS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "movielens" / "ml-100k"
 
@@ -32,15 +35,34 @@ class SyntheticConfig(BaseSettings):
 
 
 class CFConfig(BaseSettings):
-    """Collaborative filtering hyper-parameters (GUIDE section 6)."""
+    """Explicit collaborative filtering hyper-parameters (defaults: :class:`recsys.models.cf.CFParams`)."""
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_CF_", frozen=True)
 
-    n_factors: int = Field(32, ge=1)
-    l2: float = Field(14.0, ge=0, description="lambda of the cost function (sum form)")
-    learning_rate: float = Field(0.01, gt=0)
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(2048, ge=1)
+    n_factors: int = Field(CFParams.n_factors, ge=1)
+    l2: float = Field(CFParams.l2, ge=0, description="lambda on the vectors (sum form)")
+    l2_bias: float = Field(CFParams.l2_bias, ge=0, description="lambda on the biases")
+    reg_weighting: float = Field(CFParams.reg_weighting, ge=0, le=2, description="regulariser weight n^a")
+    item_bias: bool = CFParams.item_bias
+    learning_rate: float = Field(CFParams.learning_rate, gt=0)
+    epochs: int = Field(CFParams.epochs, ge=1)
+    batch_size: int = Field(CFParams.batch_size, ge=1)
+
+
+class RankerConfig(BaseSettings):
+    """The ranking model: implicit CF (defaults: :class:`recsys.models.implicit_cf.ImplicitCFParams`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_RANKER_", frozen=True)
+
+    n_factors: int = Field(ImplicitCFParams.n_factors, ge=1)
+    l2: float = Field(ImplicitCFParams.l2, ge=0)
+    l2_bias: float = Field(ImplicitCFParams.l2_bias, ge=0)
+    learning_rate: float = Field(ImplicitCFParams.learning_rate, gt=0)
+    epochs: int = Field(ImplicitCFParams.epochs, ge=1)
+    loss: Literal["softmax", "logistic"] = ImplicitCFParams.loss
+    negatives: Literal["all", "uniform", "popularity"] = ImplicitCFParams.negatives
+    neg_ratio: int = Field(ImplicitCFParams.neg_ratio, ge=1)
+    pos_weight: float = Field(ImplicitCFParams.pos_weight, gt=0)
 
 
 class Settings(BaseSettings):
@@ -72,6 +94,12 @@ class Settings(BaseSettings):
         n_neighbors: Similar items kept per item.
         n_recent: Recent items per user that seed neighbour candidates.
         n_popular: Popular items added to every user's candidates.
+        cf: The explicit CF model's hyper-parameters.
+        ranker: The implicit CF (ranking) model's hyper-parameters.
+        ranking_model: Which model ranks the candidates: ``implicit`` (learns which items a
+            user chooses; measured far better at ranking) or ``explicit`` (predicted rating).
+        use_tuned: Train with the parameters of the dataset's last search (``recsys tune``,
+            ``models/<dataset>/tuned/``) where present; explicit settings still win.
     """
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_", frozen=True)
@@ -99,6 +127,9 @@ class Settings(BaseSettings):
     n_popular: int = Field(50, ge=0)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     cf: CFConfig = Field(default_factory=CFConfig)
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
+    ranking_model: Literal["implicit", "explicit"] = "implicit"
+    use_tuned: bool = True
 
     @property
     def source_dir(self) -> Path | None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.config import PROJECT_ROOT, CFConfig, Settings, SyntheticConfig, run_id_for
+from recsys.config import PROJECT_ROOT, CFConfig, RankerConfig, Settings, SyntheticConfig, run_id_for
 from recsys.lake import partition_dir, read_partition, write_partition
 from schemas.tables import SCHEMA_VERSION
 
@@ -99,56 +99,230 @@ def _model_dir(settings: Settings, name: str, run_id: str) -> Path:
     return settings.models_dir / name / run_id
 
 
-def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool = False) -> dict[str, Any]:
-    """Train collaborative filtering on the train split and evaluate it on the test split.
+def _training_data(settings: Settings, run_date: str) -> tuple[Any, pd.DataFrame]:
+    """The run's ratings as an evaluation :class:`~recsys.evaluation.protocol.Split` (train/test split of the table).
 
-    Writes ``models/<dataset>/cf/<run_id>/`` with ``factors.npz``, ``params.json``,
-    ``metrics.json`` and ``manifest.json``.
-
-    Returns:
-        ``{"model_dir": ..., "metrics": {...}}``.
+    Rows are sorted by ``(user_idx, item_idx)``, so training does not depend on the
+    order Spark happened to write them in. Genres (for diversity) come from
+    ``item_features`` when it has them.
     """
-    from recsys.models.baselines import GlobalMean, ItemMean
-    from recsys.models.cf import CFParams, fit_cf, rmse
+    from recsys.evaluation.protocol import Split
 
-    start = time.monotonic()
-    # Sorted, so training does not depend on the order Spark happened to write rows in.
     ratings = read_partition(settings.lake, "ratings", run_date).sort_values(["user_idx", "item_idx"], kind="stable")
     n_users = int(read_partition(settings.lake, "user_map", run_date)["user_idx"].max()) + 1
     n_items = int(read_partition(settings.lake, "item_map", run_date)["item_idx"].max()) + 1
     train = ratings[ratings["split"] == "train"]
     test = ratings[ratings["split"] == "test"]
-    tu, ti, ty = (train[c].to_numpy() for c in ("user_idx", "item_idx", "rating"))
-    vu, vi, vy = (test[c].to_numpy() for c in ("user_idx", "item_idx", "rating"))
-    params = CFParams(**settings.cf.model_dump(), seed=settings.seed)
-    model = fit_cf(tu, ti, ty, n_users, n_items, params, validation=(vu, vi, vy) if len(test) else None,
-                   progress=progress)  # fmt: skip
-    metrics: dict[str, float] = {
-        "cf_train_rmse": rmse(model.predict(tu, ti), ty),
-        "n_train": float(len(train)),
-        "n_test": float(len(test)),
-        "cf_fit_seconds": time.monotonic() - start,
-    }
-    if len(test):
-        metrics["cf_test_rmse"] = rmse(model.predict(vu, vi), vy)
-        for name, base in (("item_mean", ItemMean()), ("global_mean", GlobalMean())):
-            metrics[f"{name}_test_rmse"] = rmse(base.fit(tu, ti, ty, n_users, n_items).predict(vu, vi), vy)
-    out = model.save(_model_dir(settings, "cf", run_id))
+    arrays = [tuple(df[c].to_numpy() for c in ("user_idx", "item_idx", "rating")) for df in (train, test)]
+    genres = None
+    try:
+        feats = read_partition(settings.lake, "item_features", run_date)
+        if len(feats) and len(feats["genres"].iloc[0]):
+            genres = np.zeros((n_items, len(feats["genres"].iloc[0])), dtype=np.float32)
+            genres[feats["item_idx"].to_numpy()] = np.stack(feats["genres"].to_numpy())
+    except FileNotFoundError:
+        pass
+    lo, hi = (float(ratings["rating"].min()), float(ratings["rating"].max())) if len(ratings) else (1.0, 5.0)
+    return Split(run_id_for(settings.dataset, run_date), arrays[0], arrays[1], n_users, n_items, lo, hi, genres), ratings
+
+
+def _positives(settings: Settings, run_date: str, split: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Training positives of the ranking model: every training rating, plus positive training interactions.
+
+    Every rated item was chosen by its user, whatever the rating (the evaluation
+    protocol counts every test rating as relevant); event logs add their
+    positive events (``interactions.label == 1``).
+    """
+    tu, ti, _ = split.train
+    try:
+        inter = read_partition(settings.lake, "interactions", run_date)
+        inter = inter[(inter["split"] == "train") & (inter["label"] == 1)]
+        tu = np.concatenate([tu, inter["user_idx"].to_numpy()])
+        ti = np.concatenate([ti, inter["item_idx"].to_numpy()])
+    except FileNotFoundError:
+        pass
+    return tu, ti
+
+
+class _PopularityScores:
+    """Popularity as a ranker for the evaluation protocol (every user gets training counts)."""
+
+    predicts_ratings = False
+
+    def __init__(self, item_idx: np.ndarray, n_items: int) -> None:
+        self.counts = np.bincount(item_idx, minlength=n_items).astype(np.float64)
+
+    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.counts, (len(user_idx), self.counts.size)).copy()
+
+
+def _tuned(settings: Settings, model: str) -> dict[str, Any]:
+    """The dataset's last tuned parameters of ``model`` (``explicit``/``implicit``), or ``{}``."""
+    path = settings.models_dir / "tuned" / f"{model}.json"
+    if not settings.use_tuned or not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text())["best_params"])
+
+
+def _params(settings: Settings, model: str, split: Any) -> tuple[Any, dict[str, Any]]:
+    """Parameters of ``model``: defaults < tuned (``models/<dataset>/tuned``) < settings given explicitly."""
+    from recsys.models.cf import CFParams
+    from recsys.models.implicit_cf import ImplicitCFParams
+
+    config = settings.cf if model == "explicit" else settings.ranker
+    cls = CFParams if model == "explicit" else ImplicitCFParams
+    tuned = _tuned(settings, model)
+    # A setting that differs from the built-in default was given on purpose (env, DAG param)
+    # and beats the search; the others take the search's value where there is one.
+    values = dict(tuned)
+    for key, value in config.model_dump().items():
+        if key not in tuned or value != getattr(cls, key):
+            values[key] = value
+    values["seed"] = settings.seed
+    if model == "explicit":
+        values.update(rating_min=split.rating_min, rating_max=split.rating_max, loss="mse", patience=0)
+        return CFParams.from_dict(values), {"tuned": bool(tuned)}
+    values.update(patience=0)
+    return ImplicitCFParams.from_dict(values), {"tuned": bool(tuned)}
+
+
+def _write_model(settings: Settings, name: str, run_id: str, run_date: str, model: Any, metrics: dict[str, float],
+                 extra: dict[str, Any], split: Any) -> Path:  # fmt: skip
+    out = model.save(_model_dir(settings, name, run_id))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     manifest = {
-        "model": "cf",
+        "model": name,
         "run_id": run_id,
         "run_date": run_date,
         "dataset": settings.dataset,
         "git_sha": git_sha(),
         "schema_version": SCHEMA_VERSION,
-        "params": asdict(params),
-        "data": {"ratings_partition": f"ratings/run_date={run_date}", "n_users": n_users, "n_items": n_items,
-                 "n_train": len(train), "n_test": len(test)},  # fmt: skip
+        "params": asdict(model.params),
+        **extra,
+        "data": {"ratings_partition": f"ratings/run_date={run_date}", "n_users": split.n_users,
+                 "n_items": split.n_items, "n_train": len(split.train[0]), "n_test": len(split.test[0])},  # fmt: skip
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{k}": float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool = False) -> dict[str, Any]:
+    """Train explicit CF on the train split; evaluate it and the baselines on the test split.
+
+    Writes ``models/<dataset>/cf/<run_id>/`` with ``factors.npz``, ``params.json``,
+    ``metrics.json`` and ``manifest.json``. Metrics (evaluation protocol of
+    :mod:`recsys.evaluation.protocol`, K = ``top_k``): ``cf_test_rmse``/``cf_test_mae``
+    and the baselines' RMSE; the explicit model's ranking metrics ``cf_<metric>``.
+
+    Returns:
+        ``{"model_dir": ..., "metrics": {...}}``.
+    """
+    from recsys.evaluation.protocol import evaluate
+    from recsys.models.baselines import GlobalMean, ItemMean
+    from recsys.models.cf import fit_cf, rmse
+
+    start = time.monotonic()
+    split, _ = _training_data(settings, run_date)
+    params, extra = _params(settings, "explicit", split)
+    tu, ti, ty = split.train
+    fit_start = time.monotonic()
+    model = fit_cf(tu, ti, ty, split.n_users, split.n_items, params,
+                   validation=split.test if len(split.test[0]) else None, progress=progress)  # fmt: skip
+    metrics: dict[str, float] = {
+        "cf_fit_seconds": time.monotonic() - fit_start,
+        "cf_train_rmse": rmse(model.predict(tu, ti), ty),
+        "n_train": float(len(tu)),
+        "n_test": float(len(split.test[0])),
+        "k": float(settings.top_k),
+    }
+    if len(split.test[0]):
+        ev = evaluate(model, split, k=settings.top_k)
+        metrics["cf_test_rmse"], metrics["cf_test_mae"] = ev.pop("rmse"), ev.pop("mae")
+        metrics.update(_prefixed("cf", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
+        for name, base in (("item_mean", ItemMean()), ("global_mean", GlobalMean())):
+            metrics[f"{name}_test_rmse"] = rmse(base.fit(tu, ti, ty, split.n_users, split.n_items).predict(*split.test[:2]),
+                                                split.test[2])  # fmt: skip
+    metrics["cf_seconds"] = time.monotonic() - start
+    out = _write_model(settings, "cf", run_id, run_date, model, metrics, extra, split)
     logger.info("cf metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
     return {"model_dir": str(out), "metrics": metrics}
+
+
+_RANKING_KEYS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "diversity",
+                 "popularity_bias")  # fmt: skip
+
+
+def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bool = False) -> dict[str, Any]:
+    """Train the ranking model (implicit CF) on the training positives; evaluate it and popularity.
+
+    Writes ``models/<dataset>/ranker/<run_id>/`` (same files as :func:`train_cf`).
+    Metrics at K = ``top_k``: ``ranker_<metric>`` and ``popularity_<metric>``.
+
+    Returns:
+        ``{"model_dir": ..., "metrics": {...}}``.
+    """
+    from recsys.evaluation.protocol import evaluate, ranked_lists
+    from recsys.models.implicit_cf import fit_implicit_cf
+
+    start = time.monotonic()
+    split, _ = _training_data(settings, run_date)
+    params, extra = _params(settings, "implicit", split)
+    pu, pi = _positives(settings, run_date, split)
+    model = fit_implicit_cf(pu, pi, split.n_users, split.n_items, params, progress=progress)
+    metrics: dict[str, float] = {"ranker_fit_seconds": time.monotonic() - start, "n_positives": float(len(pu)),
+                                 "k": float(settings.top_k)}  # fmt: skip
+    if len(split.test[0]):
+        popularity = _PopularityScores(split.train[1], split.n_items)
+        pop_lists, _ = ranked_lists(popularity, split, k=settings.top_k)
+        ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
+        metrics.update(_prefixed("ranker", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
+        pop = evaluate(popularity, split, k=settings.top_k, popularity_lists=pop_lists)
+        metrics.update(_prefixed("popularity", {k: v for k, v in pop.items() if k in _RANKING_KEYS}))
+        metrics["ranker_users_evaluated"] = float(ev["n_users"])
+    metrics["ranker_seconds"] = time.monotonic() - start
+    out = _write_model(settings, "ranker", run_id, run_date, model, metrics, extra, split)
+    logger.info("ranker metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return {"model_dir": str(out), "metrics": metrics}
+
+
+def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[str, ...] = ("explicit", "implicit"),
+         progress: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Random search of each model's parameters on a validation split of the training data.
+
+    Writes ``models/<dataset>/tuned/<model>.json`` (best parameters, every trial), which
+    the next training runs use (``use_tuned``). The test split is never looked at.
+
+    Returns:
+        ``{model: {"best_score": ..., "metric": ..., "path": ...}}``.
+    """
+    from recsys.models.tuning import random_search
+
+    split, _ = _training_data(settings, run_date)
+    out: dict[str, Any] = {}
+    folder = settings.models_dir / "tuned"
+    folder.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        if model == "explicit":
+            u, i, r = split.train
+            base = _params(settings, "explicit", split)[0]
+        else:
+            u, i = _positives(settings, run_date, split)
+            r = np.ones(len(u))
+            base = _params(settings, "implicit", split)[0]
+        result = random_search(model, u, i, r, split.n_users, split.n_items, n_trials=trials, seed=settings.seed,
+                               base=asdict(base), progress=progress)  # fmt: skip
+        doc = {**result.to_json(), "run_date": run_date, "dataset": settings.dataset}
+        path = folder / f"{model}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True))
+        tmp.replace(path)
+        out[model] = {"best_score": result.best_score, "metric": result.metric, "path": str(path)}
+        logger.info("tuned %s: best %s %.4f -> %s", model, result.metric, result.best_score, path)
+    return out
 
 
 def build_similar_items(settings: Settings, run_date: str, model_dir: str) -> dict[str, Any]:
@@ -164,15 +338,31 @@ def build_similar_items(settings: Settings, run_date: str, model_dir: str) -> di
     return {"path": str(path), "rows": len(sim)}
 
 
-def recommend(settings: Settings, run_date: str, model_dir: str) -> dict[str, Any]:
-    """Candidates for every user, ranked by CF; writes ``recommendations``."""
+def serving_model_dir(settings: Settings, cf_dir: str, ranker_dir: str | None) -> str:
+    """The model that ranks: the ranker (implicit CF) unless ``ranking_model`` is ``explicit`` or it is absent."""
+    return ranker_dir if settings.ranking_model == "implicit" and ranker_dir else cf_dir
+
+
+def model_version(model_dir: str) -> str:
+    """``<model>/<run_id>`` of a model folder (what the store records)."""
+    p = Path(model_dir)
+    return f"{p.parent.name}/{p.name}"
+
+
+def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | None = None) -> dict[str, Any]:
+    """Candidates for every user, ranked by the serving model; writes ``recommendations``.
+
+    Candidates come from CF neighbours of recent items and popular items; the
+    ranking model (:func:`serving_model_dir`) scores them.
+    """
     from recsys.models.baselines import Popularity
     from recsys.models.cf import CFModel
     from recsys.ranking.rank import rank_candidates
     from recsys.retrieval.candidates import build_candidates
     from recsys.retrieval.similar import neighbor_matrix
 
-    model = CFModel.load(Path(model_dir))
+    serving = serving_model_dir(settings, cf_dir, ranker_dir)
+    model = CFModel.load(Path(serving))
     ratings = read_partition(settings.lake, "ratings", run_date)
     users = read_partition(settings.lake, "users", run_date)
     items = read_partition(settings.lake, "items", run_date)
@@ -194,10 +384,11 @@ def recommend(settings: Settings, run_date: str, model_dir: str) -> dict[str, An
     recs = rank_candidates(cand, model.predict, top_k=settings.top_k, titles=titles)
     path = write_partition(recs, settings.lake, "recommendations", run_date)
     return {"path": str(path), "rows": len(recs), "users": int(recs["user_idx"].nunique()),
-            "candidates_per_user": len(cand) / max(len(users), 1)}  # fmt: skip
+            "candidates_per_user": len(cand) / max(len(users), 1), "model_version": model_version(serving)}  # fmt: skip
 
 
-def publish(settings: Settings, run_date: str, run_id: str, metrics: dict[str, Any], generated_at: str) -> dict[str, Any]:
+def publish(settings: Settings, run_date: str, run_id: str, metrics: dict[str, Any], generated_at: str,
+            version: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Write-audit-publish the run's recommendations and similar items to the store.
 
     Raises:
@@ -234,7 +425,7 @@ def publish(settings: Settings, run_date: str, run_id: str, metrics: dict[str, A
         run_id=run_id,
         run_date=run_date,
         dataset=settings.dataset,
-        model_version=f"cf/{run_id}",
+        model_version=version or f"cf/{run_id}",
         generated_at=generated_at,
         metrics=metrics,
     )
@@ -257,22 +448,32 @@ def publish(settings: Settings, run_date: str, run_id: str, metrics: dict[str, A
             "similar_items": len(sim_out), "audit_ok": bool(report.ok)}  # fmt: skip
 
 
-def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str, summary: dict[str, Any]) -> str:
-    """The run's HTML report: metrics, training curves, counts, sample recommendations."""
+def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str | list[str],
+                 summary: dict[str, Any]) -> str:  # fmt: skip
+    """The run's HTML report: evaluation metrics, training curves, counts, sample recommendations.
+
+    Args:
+        model_dir: The run's model folder(s) (explicit CF first, then the ranker).
+    """
     from recsys.evaluation.report import write_run_report
     from recsys.models.cf import CFModel
 
-    model = CFModel.load(Path(model_dir))
-    metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
+    dirs = [model_dir] if isinstance(model_dir, str) else list(model_dir)
+    metrics: dict[str, Any] = {}
+    curves: dict[str, list[float]] = {}
+    for d in dirs:
+        model = CFModel.load(Path(d))
+        metrics.update(json.loads((Path(d) / "metrics.json").read_text()))
+        name = Path(d).parent.name
+        curves[f"{name}: train loss"] = model.history.get("loss", [])
+        if model.history.get("val_rmse"):
+            curves[f"{name}: test RMSE"] = model.history["val_rmse"]
     counts = {}
     for name in (*GATED_TABLES, "similar_items", "recommendations"):
         try:
             counts[name] = len(read_partition(settings.lake, name, run_date))
         except FileNotFoundError:
             continue
-    curves = {"train loss (J / n)": model.history.get("loss", [])}
-    if model.history.get("val_rmse"):
-        curves["test RMSE"] = model.history["val_rmse"]
     bars = {
         "Test RMSE: CF vs baselines (lower is better)": {
             label: metrics[key]
@@ -281,6 +482,13 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str,
             if key in metrics
         }
     }
+    k = int(metrics.get("k", settings.top_k))
+    for metric in ("ndcg", "precision", "recall", "map"):
+        row = {label: metrics[f"{prefix}_{metric}"] for label, prefix in
+               (("ranker (implicit CF)", "ranker"), ("explicit CF", "cf"), ("popularity", "popularity"))
+               if f"{prefix}_{metric}" in metrics}  # fmt: skip
+        if row:
+            bars[f"Test {metric.upper() if metric != 'precision' else 'precision'}@{k} (higher is better)"] = row
     try:
         quarantine = read_partition(settings.lake, "quarantine", run_date)
         by_reason = quarantine["reason_code"].value_counts().sort_index()
@@ -293,7 +501,8 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str,
     write_run_report(
         path,
         run={"run_id": run_id, "run_date": run_date, "dataset": settings.dataset, "status": "published",
-             "model_version": f"cf/{run_id}", **{k: v for k, v in summary.items() if isinstance(v, (str, int, float))}},  # fmt: skip
+             "model_version": summary.get("model_version", f"cf/{run_id}"),
+             **{k: v for k, v in summary.items() if isinstance(v, (str, int, float))}},  # fmt: skip
         metrics=metrics,
         table_counts=counts,
         loss_history=curves,
@@ -319,13 +528,16 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
 
     Args:
         overrides: Settings given as DAG params (``None`` / empty values are ignored);
-            ``synthetic_<field>`` and ``cf_<field>`` set the nested configs.
+            ``synthetic_<field>``, ``cf_<field>`` and ``ranker_<field>`` set the nested configs.
         run_date: The ``run_date`` param, ``YYYY-MM-DD``, or empty.
         fallback_date: The run's logical date or, failing that, its ``run_after``.
 
     Returns:
-        JSON-able dict: run_date, run_id, settings overrides, Spark job arguments, generated_at.
+        JSON-able dict: run_date, run_id, settings overrides, Spark job arguments, generated_at,
+        and ``tune`` (``{"enabled", "trials"}``, from the ``tune`` / ``tune_trials`` params).
     """
+    overrides = dict(overrides)
+    tuning = {"enabled": bool(overrides.pop("tune", False)), "trials": int(overrides.pop("tune_trials", None) or 20)}
     if run_date:
         date = datetime.strptime(run_date, "%Y-%m-%d").date().isoformat()
     elif fallback_date is not None:
@@ -333,7 +545,7 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
     else:
         raise ValueError("no run date: give the run_date param or a logical date")
     clean: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {"synthetic": {}, "cf": {}}
+    nested: dict[str, dict[str, Any]] = {"synthetic": {}, "cf": {}, "ranker": {}}
     for key, value in overrides.items():
         if value in (None, ""):
             continue
@@ -346,6 +558,8 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
         clean["synthetic"] = SyntheticConfig(**nested["synthetic"])
     if nested["cf"]:
         clean["cf"] = CFConfig(**nested["cf"])
+    if nested["ranker"]:
+        clean["ranker"] = RankerConfig(**nested["ranker"])
     settings = Settings(**clean)
     run_id = run_id_for(settings.dataset, date)
     return {
@@ -354,4 +568,5 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
         "settings": json.loads(settings.model_dump_json()),
         "spark_args": spark_job_args(settings, date),
         "generated_at": f"{date}T00:00:00+00:00",
+        "tune": tuning,
     }

@@ -42,7 +42,8 @@ def test_policy(dagbag) -> None:
 
 def test_params_for_ui_triggers(dagbag) -> None:
     params = dagbag.dags["recsys_nightly"].params
-    for name in ("run_date", "dataset", "top_k", "seed", "synthetic_n_users", "synthetic_n_items"):
+    for name in ("run_date", "dataset", "top_k", "seed", "synthetic_n_users", "synthetic_n_items", "ranking_model",
+                 "tune", "tune_trials", "cf_epochs", "ranker_epochs"):
         assert name in params
     assert params["top_k"] == 10
     assert params["dataset"] == "synthetic"
@@ -57,16 +58,23 @@ def test_structure(dagbag) -> None:
         ("ingest", "build_tables"),
         ("build_tables_args", "build_tables"),
         ("build_tables", "validate"),
-        ("validate", "train_cf"),
+        ("validate", "tune"),
+        ("tune", "train_cf"),
+        ("tune", "train_ranker"),
         ("train_cf", "similar_items"),
         ("similar_items", "recommend"),
+        ("train_ranker", "recommend"),
         ("recommend", "publish"),
+        ("train_ranker", "publish"),
         ("publish", "report"),
     }
     assert expected <= edges
+    # the two models train in parallel: neither waits for the other
+    assert "train_cf" not in dag.get_task("train_ranker").get_flat_relative_ids(upstream=True)
+    assert "train_ranker" not in dag.get_task("train_cf").get_flat_relative_ids(upstream=True)
     assert {t.task_id for t in dag.tasks} == {
         "resolve", "ingest_args", "build_tables_args", "ingest", "build_tables", "validate",
-        "train_cf", "similar_items", "recommend", "publish", "report",
+        "tune", "train_cf", "train_ranker", "similar_items", "recommend", "publish", "report",
     }  # fmt: skip
     assert dag.get_task("ingest").task_type == "SparkSubmitOperator"
     assert dag.get_task("build_tables").task_type == "SparkSubmitOperator"
