@@ -207,7 +207,8 @@ def _write_model(settings: Settings, name: str, run_id: str, run_date: str, mode
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
-    return {f"{prefix}_{k}": float(v) for k, v in values.items() if isinstance(v, (int, float))}
+    """``{prefix_key: value}`` of the finite numbers (a metric without data, NaN, is left out: JSON has no NaN)."""
+    return {f"{prefix}_{k}": float(v) for k, v in values.items() if isinstance(v, (int, float)) and np.isfinite(v)}
 
 
 def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool = False) -> dict[str, Any]:
@@ -221,7 +222,7 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
     Returns:
         ``{"model_dir": ..., "metrics": {...}}``.
     """
-    from recsys.evaluation.protocol import evaluate
+    from recsys.evaluation.protocol import evaluate, ranked_lists
     from recsys.models.baselines import GlobalMean, ItemMean
     from recsys.models.cf import fit_cf, rmse
 
@@ -240,7 +241,8 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
         "k": float(settings.top_k),
     }
     if len(split.test[0]):
-        ev = evaluate(model, split, k=settings.top_k)
+        pop_lists, _ = ranked_lists(_PopularityScores(ti, split.n_items), split, k=settings.top_k)
+        ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
         metrics["cf_test_rmse"], metrics["cf_test_mae"] = ev.pop("rmse"), ev.pop("mae")
         metrics.update(_prefixed("cf", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
         for name, base in (("item_mean", ItemMean()), ("global_mean", GlobalMean())):
@@ -273,7 +275,8 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     params, extra = _params(settings, "implicit", split)
     pu, pi = _positives(settings, run_date, split)
     model = fit_implicit_cf(pu, pi, split.n_users, split.n_items, params, progress=progress)
-    metrics: dict[str, float] = {"ranker_fit_seconds": time.monotonic() - start, "n_positives": float(len(pu)),
+    n_pos = np.unique(pu.astype(np.int64) * split.n_items + pi).size
+    metrics: dict[str, float] = {"ranker_fit_seconds": time.monotonic() - start, "n_positives": float(n_pos),
                                  "k": float(settings.top_k)}  # fmt: skip
     if len(split.test[0]):
         popularity = _PopularityScores(split.train[1], split.n_items)
