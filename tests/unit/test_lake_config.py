@@ -240,7 +240,8 @@ def test_invalid_run_date_raises(clean_env, bad):
 
 def test_nested_overrides_land_in_nested_settings(clean_env):
     run = resolve_run(
-        {"synthetic_n_users": 500, "cf_epochs": "3", "top_k": 5, "seed": None, "n_popular": "", "dataset": ""},
+        {"synthetic_n_users": 500, "cf_epochs": "3", "ranker_loss": "logistic", "top_k": 5, "seed": None,
+         "n_popular": "", "dataset": "", "tune": True, "tune_trials": "7"},
         "2026-11-27",
         None,
     )
@@ -248,7 +249,9 @@ def test_nested_overrides_land_in_nested_settings(clean_env):
     assert s["synthetic"]["n_users"] == 500
     assert s["synthetic"]["n_items"] == 2000  # the rest of the nested config keeps its defaults
     assert s["cf"]["epochs"] == 3  # DAG params may arrive as strings
-    assert s["cf"]["n_factors"] == 32
+    assert s["cf"]["n_factors"] == 64
+    assert s["ranker"]["loss"] == "logistic" and s["ranker"]["n_factors"] == 32
+    assert run["tune"] == {"enabled": True, "trials": 7} and "tune" not in s
     assert s["top_k"] == 5
     assert s["seed"] == 42 and s["n_popular"] == 50 and s["dataset"] == "synthetic"  # None / "" ignored
     assert "synthetic_n_users" not in s and "cf_epochs" not in s
