@@ -163,7 +163,7 @@ def runs(home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None) 
         frame = store.list_runs()
     t = Table("run_id", "run_date", "dataset", "status", "model", "test RMSE", "NDCG@K", "published_at", "live")
     for r in frame.itertuples():
-        m = json.loads(r.metrics) if isinstance(r.metrics, str) and r.metrics else {}
+        m = r.metrics if isinstance(r.metrics, dict) else json.loads(r.metrics or "{}")
         rmse, ndcg = m.get("cf_test_rmse"), m.get("ranker_ndcg", m.get("cf_ndcg"))
         t.add_row(r.run_id, str(r.run_date), r.dataset, r.status, r.model_version,
                   "" if rmse is None else f"{rmse:.4f}", "" if ndcg is None else f"{ndcg:.4f}",

@@ -144,18 +144,6 @@ def _positives(settings: Settings, run_date: str, split: Any) -> tuple[np.ndarra
     return tu, ti
 
 
-class _PopularityScores:
-    """Popularity as a ranker for the evaluation protocol (every user gets training counts)."""
-
-    predicts_ratings = False
-
-    def __init__(self, item_idx: np.ndarray, n_items: int) -> None:
-        self.counts = np.bincount(item_idx, minlength=n_items).astype(np.float64)
-
-    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.counts, (len(user_idx), self.counts.size)).copy()
-
-
 def _tuned(settings: Settings, model: str) -> dict[str, Any]:
     """The dataset's last tuned parameters of ``model`` (``explicit``/``implicit``), or ``{}``."""
     path = settings.models_dir / "tuned" / f"{model}.json"
@@ -223,7 +211,7 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
         ``{"model_dir": ..., "metrics": {...}}``.
     """
     from recsys.evaluation.protocol import evaluate, ranked_lists
-    from recsys.models.baselines import GlobalMean, ItemMean
+    from recsys.models.baselines import GlobalMean, ItemMean, Popularity
     from recsys.models.cf import fit_cf, rmse
 
     start = time.monotonic()
@@ -241,7 +229,7 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
         "k": float(settings.top_k),
     }
     if len(split.test[0]):
-        pop_lists, _ = ranked_lists(_PopularityScores(ti, split.n_items), split, k=settings.top_k)
+        pop_lists, _ = ranked_lists(Popularity().fit(*split.train, split.n_users, split.n_items), split, k=settings.top_k)
         ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
         metrics["cf_test_rmse"], metrics["cf_test_mae"] = ev.pop("rmse"), ev.pop("mae")
         metrics.update(_prefixed("cf", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
@@ -268,6 +256,7 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
         ``{"model_dir": ..., "metrics": {...}}``.
     """
     from recsys.evaluation.protocol import evaluate, ranked_lists
+    from recsys.models.baselines import Popularity
     from recsys.models.implicit_cf import fit_implicit_cf
 
     start = time.monotonic()
@@ -279,7 +268,7 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     metrics: dict[str, float] = {"ranker_fit_seconds": time.monotonic() - start, "n_positives": float(n_pos),
                                  "k": float(settings.top_k)}  # fmt: skip
     if len(split.test[0]):
-        popularity = _PopularityScores(split.train[1], split.n_items)
+        popularity = Popularity().fit(*split.train, split.n_users, split.n_items)
         pop_lists, _ = ranked_lists(popularity, split, k=settings.top_k)
         ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
         metrics.update(_prefixed("ranker", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))

@@ -71,16 +71,16 @@ class CFParams:
         seed: Seed of initialisation and shuffling.
     """
 
-    n_factors: int = 64
-    l2: float = 0.12
-    l2_bias: float = 0.01
-    reg_weighting: float = 1.0
+    n_factors: int = 128
+    l2: float = 0.432
+    l2_bias: float = 0.133
+    reg_weighting: float = 0.75
     item_bias: bool = True
-    learning_rate: float = 0.01
-    epochs: int = 30
+    learning_rate: float = 0.00335
+    epochs: int = 44
     batch_size: int = 4096
     patience: int = 0
-    init_std: float = 0.1
+    init_std: float = 0.01
     loss: Loss = "mse"
     rating_min: float = 1.0
     rating_max: float = 5.0

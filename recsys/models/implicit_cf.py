@@ -64,11 +64,11 @@ class ImplicitCFParams:
         seed: Seed of initialisation and sampling.
     """
 
-    n_factors: int = 32
-    l2: float = 14.0
-    l2_bias: float = 0.0
-    learning_rate: float = 0.02
-    epochs: int = 300
+    n_factors: int = 256
+    l2: float = 10.6
+    l2_bias: float = 0.1
+    learning_rate: float = 0.00968
+    epochs: int = 80
     loss: Literal["softmax", "logistic"] = "softmax"
     negatives: Literal["all", "uniform", "popularity"] = "all"
     neg_ratio: int = 4
@@ -77,7 +77,7 @@ class ImplicitCFParams:
     batch_size: int = 8192
     patience: int = 0
     eval_every: int = 10
-    init_std: float = 0.1
+    init_std: float = 0.01
     seed: int = 42
 
     @classmethod

@@ -31,7 +31,12 @@ def test_ml100k_nightly_run(tmp_path: Path, ml100k_dir: Path) -> None:
     metrics = json.loads((settings.models_dir / "cf" / "ml-100k_20261120" / "metrics.json").read_text())
     # Fold u1: item means score about 1.03; CF must be clearly better.
     assert metrics["item_mean_test_rmse"] == pytest.approx(1.0334, abs=1e-3)
-    assert metrics["cf_test_rmse"] < 0.95
+    assert metrics["cf_test_rmse"] < 0.935  # measured 0.922 with the tuned defaults
+    # The ranking model, same protocol as bench/quality.py: well above popularity (measured 0.54 vs 0.33).
+    ranker = json.loads((settings.models_dir / "ranker" / "ml-100k_20261120" / "metrics.json").read_text())
+    assert ranker["ranker_ndcg"] > 1.3 * ranker["popularity_ndcg"], (ranker["ranker_ndcg"], ranker["popularity_ndcg"])
+    assert ranker["ranker_users_evaluated"] == 459  # the users of u1.test
+    assert metrics["cf_ndcg"] < ranker["ranker_ndcg"]  # explicit ratings rank badly: reported, not served
 
     with open_store(settings.resolved_store_url) as store:
         recs = store.read_recommendations()

@@ -68,13 +68,25 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert metrics["cf_test_rmse"] < metrics["item_mean_test_rmse"]
     assert manifest["run_date"] == DATE and manifest["params"]["epochs"] == 10
-    report = home / "reports" / "synthetic_20261127" / "report.html"
-    assert "cf_test_rmse" in report.read_text()
+    # The ranking model: trained next to CF, evaluated with the top-K metrics, and it ranks.
+    ranker_dir = home / "models" / "synthetic" / "ranker" / "synthetic_20261127"
+    ranker = json.loads((ranker_dir / "metrics.json").read_text())
+    for key in ("ranker_ndcg", "ranker_precision", "ranker_recall", "ranker_map", "ranker_coverage",
+                "ranker_novelty", "popularity_ndcg"):  # fmt: skip
+        assert 0 <= ranker[key] < 20, key
+    assert json.loads((ranker_dir / "manifest.json").read_text())["params"]["loss"] == "softmax"
+    assert set(first_run["model_version"]) == {"ranker/synthetic_20261127"}
+    report = (home / "reports" / "synthetic_20261127" / "report.html").read_text()
+    assert "cf_test_rmse" in report and "ranker_ndcg" in report and "NDCG@10" in report
     with open_store(Settings(home=home).resolved_store_url) as store:
         sims = store.read_similar_items()
         runs = store.list_runs()
     assert (sims.groupby("item_id").size() == 10).all()
-    assert runs.loc[runs["run_id"] == "synthetic_20261127", "status"].item() == "published"
+    run = runs.set_index("run_id").loc["synthetic_20261127"]
+    assert run["status"] == "published" and run["model_version"] == "ranker/synthetic_20261127"
+    # every evaluation metric of the run is in the store's runs table
+    assert run["metrics"]["ranker_ndcg"] == pytest.approx(ranker["ranker_ndcg"])
+    assert run["metrics"]["cf_test_rmse"] == pytest.approx(metrics["cf_test_rmse"])
 
 
 def test_rerun_same_date_replaces_outputs(home: Path, first_run: pd.DataFrame) -> None:
