@@ -76,7 +76,8 @@ METRICS: tuple[str, ...] = (
     "popularity_bias", "fit_seconds", "predict_seconds",
 )  # fmt: skip
 #: Metrics where lower is better (the "best reference" of the ratios is the lowest).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "mae", "fit_seconds", "predict_seconds"})
+# popularity_bias: 1.0 is as popularity-biased as the popularity baseline; less bias is better.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "mae", "fit_seconds", "predict_seconds", "popularity_bias"})
 
 #: Reference groups of ``--refs``: group -> (adapter class names its models need, model names).
 REFERENCE_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

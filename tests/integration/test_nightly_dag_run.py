@@ -161,3 +161,31 @@ def test_drift_from_the_previous_run_fails_the_gate(home: Path) -> None:
     assert states["train_cf"] == "upstream_failed" and states["publish"] == "upstream_failed"
     assert "expect_table_row_count_to_be_between" in proc.stdout  # volume vs the run of 2026-11-27
     assert _live(home)[0] == live_before[0]
+
+
+def test_tune_writes_parameters_the_next_training_uses(home: Path, first_run: pd.DataFrame, tmp_path: Path) -> None:
+    """`recsys tune` on a run's tables: a search per model, saved; training then uses it, explicit settings win."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+    from recsys.pipeline import _params, _training_data
+
+    shutil.copytree(home / "lake", tmp_path / "lake")  # the module's home stays untouched for the other tests
+    result = CliRunner().invoke(app, ["tune", "--run-date", DATE, "--home", str(tmp_path), "--trials", "2",
+                                      "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    settings = Settings(home=tmp_path, dataset="synthetic")
+    for model, metric in (("explicit", "val_rmse"), ("implicit", "val_ndcg")):
+        doc = json.loads((settings.models_dir / "tuned" / f"{model}.json").read_text())
+        assert doc["metric"] == metric and len(doc["trials"]) == 2 and doc["run_date"] == DATE
+        scores = [t["score"] for t in doc["trials"]]
+        assert doc["best_score"] == (min(scores) if metric == "val_rmse" else max(scores))
+    split, _ = _training_data(settings, DATE)
+    tuned = json.loads((settings.models_dir / "tuned" / "explicit.json").read_text())["best_params"]
+    params, extra = _params(settings, "explicit", split)
+    assert extra == {"tuned": True} and params.epochs == tuned["epochs"] and params.l2 == tuned["l2"]
+    given = Settings(home=tmp_path, dataset="synthetic", cf={"epochs": 3})
+    assert _params(given, "explicit", split)[0].epochs == 3  # an explicit setting beats the search
+    assert _params(Settings(home=tmp_path, use_tuned=False), "explicit", split)[1] == {"tuned": False}
