@@ -15,6 +15,8 @@ import pytest
 from recsys.lake import partition_dates, partition_dir, read_partition, table_dir, write_partition
 from recsys.models.base import Recommender
 from recsys.models.baselines import GlobalMean, ItemMean, Popularity, item_means
+from recsys.models.cf import CFParams
+from recsys.models.implicit_cf import ImplicitCFParams
 from recsys.pipeline import resolve_run
 from schemas import table
 
@@ -249,8 +251,8 @@ def test_nested_overrides_land_in_nested_settings(clean_env):
     assert s["synthetic"]["n_users"] == 500
     assert s["synthetic"]["n_items"] == 2000  # the rest of the nested config keeps its defaults
     assert s["cf"]["epochs"] == 3  # DAG params may arrive as strings
-    assert s["cf"]["n_factors"] == 64
-    assert s["ranker"]["loss"] == "logistic" and s["ranker"]["n_factors"] == 32
+    assert s["cf"]["n_factors"] == CFParams.n_factors  # the model's default is the one default
+    assert s["ranker"]["loss"] == "logistic" and s["ranker"]["n_factors"] == ImplicitCFParams.n_factors
     assert run["tune"] == {"enabled": True, "trials": 7} and "tune" not in s
     assert s["top_k"] == 5
     assert s["seed"] == 42 and s["n_popular"] == 50 and s["dataset"] == "synthetic"  # None / "" ignored
