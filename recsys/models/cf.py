@@ -223,6 +223,40 @@ def progress_bar(enabled: bool, description: str, total: int):  # noqa: ANN201
     return bar, bar.add_task(description, total=total)
 
 
+class BestEpoch:
+    """Early stopping on a validation score: keeps the best epoch's model and says when to stop.
+
+    Args:
+        patience: Checks without improvement before stopping (0: never stop, keep the last model).
+        higher_is_better: Direction of the score (NDCG: True; RMSE, log loss: False).
+        every: Epochs between checks (patience counts checks).
+    """
+
+    def __init__(self, patience: int, *, higher_is_better: bool, every: int = 1) -> None:
+        self.patience, self.higher, self.every = patience, higher_is_better, every
+        self.best: tuple[float, int, CFModel] | None = None
+
+    def update(self, score: float, epoch: int, model: CFModel) -> bool:
+        """Record the score of 0-based ``epoch``; True when training should stop."""
+        if self.best is None or (score > self.best[0] if self.higher else score < self.best[0]):
+            self.best = (score, epoch, model)
+            return False
+        if self.patience and (epoch - self.best[1]) // self.every >= self.patience:
+            logger.info("early stop at epoch %d (best validation score %.4f at epoch %d)", epoch + 1, self.best[0],
+                        self.best[1] + 1)  # fmt: skip
+            return True
+        return False
+
+    def result(self, last: CFModel, history: dict[str, list[float]]) -> CFModel:
+        """The best model with early stopping (``history["best_epoch"]`` set), else ``last``; history attached."""
+        model = last
+        if self.best is not None and self.patience:
+            model = self.best[2]
+            history["best_epoch"] = [float(self.best[1] + 1)]
+        model.history = history
+        return model
+
+
 def fit_cf(
     user_idx: np.ndarray,
     item_idx: np.ndarray,
@@ -323,7 +357,7 @@ def fit_cf(
     val_key = "val_logloss" if logistic else "val_rmse"
     rng = np.random.default_rng(params.seed)
     history: dict[str, list[float]] = {"loss": []}
-    best: tuple[float, int, CFModel] | None = None
+    stopper = BestEpoch(params.patience, higher_is_better=False)
     bar, task = progress_bar(progress, "CF epochs", params.epochs)
     try:
         for epoch in range(params.epochs):
@@ -340,20 +374,12 @@ def fit_cf(
             model = snapshot()
             score = val_score(model)
             history.setdefault(val_key, []).append(score)
-            if best is None or score < best[0]:
-                best = (score, epoch, model)
-            elif params.patience and epoch - best[1] >= params.patience:
-                logger.info("CF early stop at epoch %d (best %s %.4f at epoch %d)", epoch + 1, val_key, *best[:2])
+            if stopper.update(score, epoch, model):
                 break
     finally:
         if bar is not None:
             bar.stop()
-    if best is not None and params.patience:
-        model = best[2]
-        history["best_epoch"] = [float(best[1] + 1)]
-    else:
-        model = snapshot()
-    model.history = history
+    model = stopper.result(snapshot(), history)
     logger.info(
         "CF fitted: %d users x %d items, %d pairs, k=%d, %d epochs in %.1fs (final loss %.4f)",
         n_users, n_items, n_obs, k, len(history["loss"]), time.monotonic() - start, history["loss"][-1],

@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from recsys.models.cf import CFModel, progress_bar
+from recsys.models.cf import BestEpoch, CFModel, progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def fit_implicit_cf(
         return CFModel(X.numpy(), W.numpy(), np.zeros(n_users), np.zeros(n_items), params, history, C.numpy())
 
     history: dict[str, list[float]] = {"loss": []}
-    best: tuple[float, int, CFModel] | None = None
+    stopper = BestEpoch(params.patience, higher_is_better=True, every=params.eval_every)
     bar, task = progress_bar(progress, f"implicit CF ({params.loss})", params.epochs)
     try:
         for epoch in range(params.epochs):
@@ -222,21 +222,12 @@ def fit_implicit_cf(
             score = _val_ndcg(model, pu, pi, validation, n_users)
             history.setdefault("val_ndcg", []).append(score)
             history.setdefault("val_epoch", []).append(float(epoch + 1))
-            if best is None or score > best[0]:
-                best = (score, epoch, model)
-            elif params.patience and (epoch - best[1]) // params.eval_every >= params.patience:
-                logger.info("implicit CF early stop at epoch %d (best NDCG@10 %.4f at epoch %d)", epoch + 1,
-                            best[0], best[1] + 1)  # fmt: skip
+            if stopper.update(score, epoch, model):
                 break
     finally:
         if bar is not None:
             bar.stop()
-    if best is not None and params.patience:
-        model = best[2]
-        history["best_epoch"] = [float(best[1] + 1)]
-    else:
-        model = snapshot()
-    model.history = history
+    model = stopper.result(snapshot(), history)
     logger.info(
         "implicit CF (%s%s) fitted: %d users x %d items, %d positives, k=%d, %d epochs in %.1fs",
         params.loss, "" if params.loss == "softmax" else f"/{params.negatives}", n_users, n_items, n_pos, k,
