@@ -620,9 +620,22 @@ class _SurpriseBase(_FactorReference):
     """
 
     _adapter: str
+    _algorithm: str  # the surprise class: SVD or SVDpp
+    _algo_kwargs: dict[str, Any] = {}
 
-    def _algo(self, surprise: Any) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def __init__(self, n_factors: int, n_epochs: int, lr_all: float, reg_all: float, seed: int, *, name: str) -> None:
+        self.n_factors = n_factors
+        self.n_epochs = n_epochs
+        self.lr_all = lr_all
+        self.reg_all = reg_all
+        self.seed = seed
+        self.name = name
+        self.fit_seconds_ = math.nan
+
+    def _algo(self, surprise: Any) -> Any:
+        return getattr(surprise, self._algorithm)(n_factors=self.n_factors, n_epochs=self.n_epochs,
+                                                  lr_all=self.lr_all, reg_all=self.reg_all, random_state=self.seed,
+                                                  **self._algo_kwargs)  # fmt: skip
 
     def _user_factors(self, algo: Any, trainset: Any) -> np.ndarray:
         """``[trainset.n_users, k]`` effective user factors, in Surprise's inner-id order."""
@@ -688,28 +701,11 @@ class SurpriseSVD(_SurpriseBase):
     """
 
     _adapter = "SurpriseSVD"
+    _algorithm = "SVD"
 
-    def __init__(
-        self,
-        n_factors: int = 100,
-        n_epochs: int = 50,
-        lr_all: float = 0.01,
-        reg_all: float = 0.1,
-        seed: int = 42,
-        *,
-        name: str = "surprise-svd",
-    ) -> None:
-        self.n_factors = n_factors
-        self.n_epochs = n_epochs
-        self.lr_all = lr_all
-        self.reg_all = reg_all
-        self.seed = seed
-        self.name = name
-        self.fit_seconds_ = math.nan
-
-    def _algo(self, surprise: Any) -> Any:
-        return surprise.SVD(n_factors=self.n_factors, n_epochs=self.n_epochs, lr_all=self.lr_all,
-                            reg_all=self.reg_all, random_state=self.seed)  # fmt: skip
+    def __init__(self, n_factors: int = 100, n_epochs: int = 50, lr_all: float = 0.01, reg_all: float = 0.1,
+                 seed: int = 42, *, name: str = "surprise-svd") -> None:  # fmt: skip
+        super().__init__(n_factors, n_epochs, lr_all, reg_all, seed, name=name)
 
 
 class SurpriseSVDpp(_SurpriseBase):
@@ -730,28 +726,12 @@ class SurpriseSVDpp(_SurpriseBase):
     """
 
     _adapter = "SurpriseSVDpp"
+    _algorithm = "SVDpp"
+    _algo_kwargs = {"cache_ratings": True}
 
-    def __init__(
-        self,
-        n_factors: int = 20,
-        n_epochs: int = 20,
-        lr_all: float = 0.007,
-        reg_all: float = 0.02,
-        seed: int = 42,
-        *,
-        name: str = "surprise-svdpp",
-    ) -> None:
-        self.n_factors = n_factors
-        self.n_epochs = n_epochs
-        self.lr_all = lr_all
-        self.reg_all = reg_all
-        self.seed = seed
-        self.name = name
-        self.fit_seconds_ = math.nan
-
-    def _algo(self, surprise: Any) -> Any:
-        return surprise.SVDpp(n_factors=self.n_factors, n_epochs=self.n_epochs, lr_all=self.lr_all,
-                              reg_all=self.reg_all, random_state=self.seed, cache_ratings=True)  # fmt: skip
+    def __init__(self, n_factors: int = 20, n_epochs: int = 20, lr_all: float = 0.007, reg_all: float = 0.02,
+                 seed: int = 42, *, name: str = "surprise-svdpp") -> None:  # fmt: skip
+        super().__init__(n_factors, n_epochs, lr_all, reg_all, seed, name=name)
 
     def _user_factors(self, algo: Any, trainset: Any) -> np.ndarray:
         pu = np.asarray(algo.pu, dtype=np.float64)

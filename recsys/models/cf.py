@@ -47,6 +47,12 @@ logger = logging.getLogger(__name__)
 Loss = Literal["mse", "logistic", "softmax"]
 
 
+def params_from_dict(cls: type, values: dict) -> object:
+    """An instance of dataclass ``cls`` from ``values``, ignoring keys that are not its fields."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
 @dataclass(frozen=True)
 class CFParams:
     """Hyper-parameters of the explicit (``mse``) and binary (``logistic``) models.
@@ -89,8 +95,7 @@ class CFParams:
     @classmethod
     def from_dict(cls, values: dict) -> CFParams:
         """Build from a dict, ignoring keys that are not fields (e.g. a manifest's extras)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        return params_from_dict(cls, values)
 
 
 @dataclass

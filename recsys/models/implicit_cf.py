@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from recsys.models.cf import BestEpoch, CFModel, progress_bar
+from recsys.models.cf import BestEpoch, CFModel, params_from_dict, progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,7 @@ class ImplicitCFParams:
     @classmethod
     def from_dict(cls, values: dict) -> ImplicitCFParams:
         """Build from a dict, ignoring keys that are not fields."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        return params_from_dict(cls, values)
 
 
 def fit_implicit_cf(
