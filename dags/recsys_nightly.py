@@ -9,11 +9,13 @@ One nightly run of the batch recommender for run date **D**:
 4. `validate`: Great Expectations gate; a failure stops the run and nothing is published.
 5. `tune` (optional, param `tune`): random search of both models' parameters on a validation split
    of the training data; the training tasks use the result (`models/<dataset>/tuned/`).
-6. `train_cf` and `train_ranker`, in parallel (TensorFlow): explicit CF (ratings) and implicit CF (the
-   ranking model), each evaluated on the test split (rating and top-K metrics vs baselines).
+6. `train_cf`, `train_autorec` and `train_ranker`, in parallel (TensorFlow): explicit CF (its item
+   vectors give the similar items), AutoRec (the rating model; param `rating_model`, skipped for `mf`)
+   and implicit CF (the ranking model), each evaluated on the test split (rating and top-K metrics
+   vs baselines).
 7. `similar_items`: exact nearest items by CF item vectors.
 8. `recommend`: candidates (similar to recent, popular) ranked by the serving model (param
-   `ranking_model`), top K with reasons.
+   `ranking_model`: the ranker, or the rating model), top K with reasons.
 9. `publish`: write-audit-publish to the store (with every evaluation metric in `runs.metrics`);
    the previous run stays live on failure.
 10. `report`: the run's HTML report.
@@ -59,11 +61,16 @@ PARAMS = {
     "synthetic_n_items": Param(2000, type="integer", minimum=20, description="synthetic items"),
     "synthetic_mean_ratings_per_user": Param(45.0, type="number", minimum=1, description="synthetic density"),
     "ranking_model": Param("implicit", enum=["implicit", "explicit"],
-                           description="model that ranks: implicit CF (which items users choose) or explicit CF"),
+                           description="model that ranks: implicit CF (which items users choose) or the rating model"),
+    "rating_model": Param("autorec", enum=["autorec", "mf"],
+                          description="model that predicts ratings: AutoRec (lowest RMSE) or the course's "
+                          "factorisation"),
     "tune": Param(False, type="boolean", description="search both models' parameters before training"),
     "tune_trials": Param(20, type="integer", minimum=1, maximum=500, description="trials per model when tuning"),
     "cf_epochs": Param(None, type=["null", "integer"], minimum=1,
                        description="explicit CF epochs; empty = tuned or default"),
+    "autorec_epochs": Param(None, type=["null", "integer"], minimum=1,
+                            description="AutoRec epochs; empty = default"),
     "ranker_epochs": Param(None, type=["null", "integer"], minimum=1,
                            description="ranking model epochs; empty = tuned or default"),
 }
@@ -143,6 +150,12 @@ def recsys_nightly() -> None:
         return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
 
     @task
+    def train_autorec(resolved: dict, _tuned: dict) -> dict:
+        from recsys.pipeline import train_autorec as run
+
+        return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
+
+    @task
     def train_ranker(resolved: dict, _tuned: dict) -> dict:
         from recsys.pipeline import train_ranker as run
 
@@ -155,17 +168,19 @@ def recsys_nightly() -> None:
         return build_similar_items(_settings(resolved), resolved["run_date"], model["model_dir"])
 
     @task
-    def recommend(resolved: dict, cf: dict, ranker: dict, _similar: dict) -> dict:
+    def recommend(resolved: dict, cf: dict, autorec: dict, ranker: dict, _similar: dict) -> dict:
         from recsys.pipeline import recommend as run
 
-        return run(_settings(resolved), resolved["run_date"], cf["model_dir"], ranker["model_dir"])
+        return run(_settings(resolved), resolved["run_date"], cf["model_dir"], ranker["model_dir"],
+                   autorec["model_dir"])  # fmt: skip
 
     @task(outlets=[RECOMMENDATIONS, SIMILAR_ITEMS])
-    def publish(resolved: dict, cf: dict, ranker: dict, recs: dict) -> dict:
+    def publish(resolved: dict, cf: dict, autorec: dict, ranker: dict, recs: dict) -> dict:
         from recsys.pipeline import publish as run
 
-        out = run(_settings(resolved), resolved["run_date"], resolved["run_id"], {**cf["metrics"], **ranker["metrics"]},
-                  resolved["generated_at"], recs["model_version"])  # fmt: skip
+        metrics = {**cf["metrics"], **autorec["metrics"], **ranker["metrics"]}
+        out = run(_settings(resolved), resolved["run_date"], resolved["run_id"], metrics, resolved["generated_at"],
+                  recs["model_version"])  # fmt: skip
         events = get_current_context()["outlet_events"]
         events[RECOMMENDATIONS].extra = {"run_id": out["run_id"], "rows": out["recommendations"],
                                          "users": out["users"], "model_version": recs["model_version"]}  # fmt: skip
@@ -173,11 +188,11 @@ def recsys_nightly() -> None:
         return {**out, "model_version": recs["model_version"]}
 
     @task
-    def report(resolved: dict, cf: dict, ranker: dict, published: dict) -> str:
+    def report(resolved: dict, cf: dict, autorec: dict, ranker: dict, published: dict) -> str:
         from recsys.pipeline import write_report
 
         return write_report(_settings(resolved), resolved["run_date"], resolved["run_id"],
-                            [cf["model_dir"], ranker["model_dir"]], published)  # fmt: skip
+                            [cf["model_dir"], autorec["model_dir"], ranker["model_dir"]], published)  # fmt: skip
 
     resolved = resolve()
     ingest = _spark_job("ingest", spark_args.override(task_id="ingest_args")(resolved, "ingest"))
@@ -187,11 +202,12 @@ def recsys_nightly() -> None:
     ingest >> build >> gate
     tuned = tune(resolved, gate)
     cf = train_cf(resolved, tuned)
+    autorec = train_autorec(resolved, tuned)
     ranker = train_ranker(resolved, tuned)
     similar = similar_items(resolved, cf)
-    recs = recommend(resolved, cf, ranker, similar)
-    published = publish(resolved, cf, ranker, recs)
-    report(resolved, cf, ranker, published)
+    recs = recommend(resolved, cf, autorec, ranker, similar)
+    published = publish(resolved, cf, autorec, ranker, recs)
+    report(resolved, cf, autorec, ranker, published)
 
 
 recsys_nightly()

@@ -47,6 +47,7 @@ def run(
     ratings_per_user: Annotated[float | None, typer.Option(help="synthetic mean ratings per user")] = None,
     home: Annotated[Path | None, typer.Option(help="RECSYS_HOME (default ./data)")] = None,
     ranking_model: Annotated[str, typer.Option(help="implicit | explicit: the model that ranks")] = "implicit",
+    rating_model: Annotated[str, typer.Option(help="autorec | mf: the model that predicts ratings")] = "autorec",
     tune: Annotated[bool, typer.Option("--tune", help="search the models' parameters first (DAG task `tune`)")] = False,
     tune_trials: Annotated[int, typer.Option(help="trials per model with --tune")] = 20,
     verbose: Annotated[bool, typer.Option("--verbose", help="stream Airflow's whole output")] = False,
@@ -57,7 +58,8 @@ def run(
     settings = _settings(home=home)
     date = run_date or datetime.now(UTC).date().isoformat()
     conf: dict[str, object] = {"run_date": date, "dataset": dataset, "top_k": top_k, "split": split,
-                               "ranking_model": ranking_model, "tune": tune, "tune_trials": tune_trials}  # fmt: skip
+                               "ranking_model": ranking_model, "rating_model": rating_model, "tune": tune,
+                               "tune_trials": tune_trials}  # fmt: skip
     if data_dir is not None:
         conf["data_dir"] = str(data_dir.resolve())
     if users is not None:
@@ -164,7 +166,7 @@ def runs(home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None) 
     t = Table("run_id", "run_date", "dataset", "status", "model", "test RMSE", "NDCG@K", "published_at", "live")
     for r in frame.itertuples():
         m = r.metrics if isinstance(r.metrics, dict) else json.loads(r.metrics or "{}")
-        rmse, ndcg = m.get("cf_test_rmse"), m.get("ranker_ndcg", m.get("cf_ndcg"))
+        rmse, ndcg = m.get("autorec_test_rmse", m.get("cf_test_rmse")), m.get("ranker_ndcg", m.get("cf_ndcg"))
         t.add_row(r.run_id, str(r.run_date), r.dataset, r.status, r.model_version,
                   "" if rmse is None else f"{rmse:.4f}", "" if ndcg is None else f"{ndcg:.4f}",
                   str(r.published_at), "*" if r.run_id == live else "")  # fmt: skip

@@ -13,7 +13,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.models.autorec import AutoRecParams
+from recsys.models.blend import EASE_WEIGHT
 from recsys.models.cf import CFParams
+from recsys.models.ease import EASEParams
 from recsys.models.implicit_cf import ImplicitCFParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +52,20 @@ class CFConfig(BaseSettings):
     batch_size: int = Field(CFParams.batch_size, ge=1)
 
 
+class AutoRecConfig(BaseSettings):
+    """The rating model: item-based AutoRec (defaults: :class:`recsys.models.autorec.AutoRecParams`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_AUTOREC_", frozen=True)
+
+    hidden: int = Field(AutoRecParams.hidden, ge=1)
+    l2: float = Field(AutoRecParams.l2, ge=0)
+    learning_rate: float = Field(AutoRecParams.learning_rate, gt=0)
+    epochs: int = Field(AutoRecParams.epochs, ge=1)
+    max_block_cells: int = Field(AutoRecParams.max_block_cells, ge=1)
+
+
 class RankerConfig(BaseSettings):
-    """The ranking model: implicit CF (defaults: :class:`recsys.models.implicit_cf.ImplicitCFParams`)."""
+    """The ranking model: implicit CF (defaults: :class:`recsys.models.implicit_cf.ImplicitCFParams`) blended with EASE."""
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_RANKER_", frozen=True)
 
@@ -63,6 +78,8 @@ class RankerConfig(BaseSettings):
     negatives: Literal["all", "uniform", "popularity"] = ImplicitCFParams.negatives
     neg_ratio: int = Field(ImplicitCFParams.neg_ratio, ge=1)
     pos_weight: float = Field(ImplicitCFParams.pos_weight, gt=0)
+    ease_weight: float = Field(EASE_WEIGHT, ge=0, le=1, description="weight of EASE blended with the factorisation (0: none)")
+    ease_l2: float = Field(EASEParams.l2, gt=0, description="EASE's lambda")
 
 
 class Settings(BaseSettings):
@@ -95,9 +112,14 @@ class Settings(BaseSettings):
         n_recent: Recent items per user that seed neighbour candidates.
         n_popular: Popular items added to every user's candidates.
         cf: The explicit CF model's hyper-parameters.
+        autorec: The AutoRec rating model's hyper-parameters.
         ranker: The implicit CF (ranking) model's hyper-parameters.
         ranking_model: Which model ranks the candidates: ``implicit`` (learns which items a
-            user chooses; measured far better at ranking) or ``explicit`` (predicted rating).
+            user chooses; measured far better at ranking) or ``explicit`` (predicted rating
+            of the rating model).
+        rating_model: Which model predicts ratings: ``autorec`` (item-based AutoRec, the
+            lowest RMSE measured) or ``mf`` (the course's factorisation, always trained:
+            its item vectors give the similar items).
         use_tuned: Train with the parameters of the dataset's last search (``recsys tune``,
             ``models/<dataset>/tuned/``) where present; explicit settings still win.
     """
@@ -127,8 +149,10 @@ class Settings(BaseSettings):
     n_popular: int = Field(50, ge=0)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     cf: CFConfig = Field(default_factory=CFConfig)
+    autorec: AutoRecConfig = Field(default_factory=AutoRecConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     ranking_model: Literal["implicit", "explicit"] = "implicit"
+    rating_model: Literal["autorec", "mf"] = "autorec"
     use_tuned: bool = True
 
     @property

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.config import PROJECT_ROOT, CFConfig, RankerConfig, Settings, SyntheticConfig, run_id_for
+from recsys.config import PROJECT_ROOT, AutoRecConfig, CFConfig, RankerConfig, Settings, SyntheticConfig, run_id_for
 from recsys.lake import partition_dir, read_partition, write_partition
 from schemas.tables import SCHEMA_VERSION
 
@@ -153,12 +153,16 @@ def _tuned(settings: Settings, model: str) -> dict[str, Any]:
 
 
 def _params(settings: Settings, model: str, split: Any) -> tuple[Any, dict[str, Any]]:
-    """Parameters of ``model``: defaults < tuned (``models/<dataset>/tuned``) < settings given explicitly."""
+    """Parameters of ``model`` (``explicit``, ``implicit``, ``autorec``): defaults < tuned < settings given explicitly.
+
+    Tuned values come from ``models/<dataset>/tuned/<model>.json`` (``recsys tune``).
+    """
+    from recsys.models.autorec import AutoRecParams
     from recsys.models.cf import CFParams
     from recsys.models.implicit_cf import ImplicitCFParams
 
-    config = settings.cf if model == "explicit" else settings.ranker
-    cls = CFParams if model == "explicit" else ImplicitCFParams
+    config, cls = {"explicit": (settings.cf, CFParams), "implicit": (settings.ranker, ImplicitCFParams),
+                   "autorec": (settings.autorec, AutoRecParams)}[model]  # fmt: skip
     tuned = _tuned(settings, model)
     # A setting that differs from the built-in default was given on purpose (env, DAG param)
     # and beats the search; the others take the search's value where there is one.
@@ -166,12 +170,12 @@ def _params(settings: Settings, model: str, split: Any) -> tuple[Any, dict[str, 
     for key, value in config.model_dump().items():
         if key not in tuned or value != getattr(cls, key):
             values[key] = value
-    values["seed"] = settings.seed
+    values.update(seed=settings.seed, patience=0)
     if model == "explicit":
-        values.update(rating_min=split.rating_min, rating_max=split.rating_max, loss="mse", patience=0)
-        return CFParams.from_dict(values), {"tuned": bool(tuned)}
-    values.update(patience=0)
-    return ImplicitCFParams.from_dict(values), {"tuned": bool(tuned)}
+        values.update(loss="mse")
+    if model in ("explicit", "autorec"):
+        values.update(rating_min=split.rating_min, rating_max=split.rating_max)
+    return cls.from_dict(values), {"tuned": bool(tuned)}
 
 
 def _write_model(settings: Settings, name: str, run_id: str, run_date: str, model: Any, metrics: dict[str, float],
@@ -242,28 +246,85 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
     return {"model_dir": str(out), "metrics": metrics}
 
 
+def train_autorec(settings: Settings, run_date: str, run_id: str, *, progress: bool = False) -> dict[str, Any]:
+    """Train the AutoRec rating model on the train split and evaluate it on the test split.
+
+    Skipped (``{"skipped": True, "model_dir": None, "metrics": {}}``) unless
+    ``rating_model`` is ``autorec``. Writes ``models/<dataset>/autorec/<run_id>/``
+    (``autorec.npz``, ``params.json``, ``metrics.json``, ``manifest.json``). Metrics:
+    ``autorec_test_rmse``/``autorec_test_mae``, ``autorec_fit_seconds`` and its
+    ranking metrics ``autorec_<metric>`` (as a ranker of predicted ratings).
+
+    Returns:
+        ``{"model_dir": ..., "metrics": {...}}``.
+    """
+    if settings.rating_model != "autorec":
+        return {"skipped": True, "model_dir": None, "metrics": {}}
+    from recsys.evaluation.protocol import evaluate, ranked_lists
+    from recsys.models.autorec import fit_autorec
+    from recsys.models.baselines import Popularity
+    from recsys.models.cf import rmse
+
+    start = time.monotonic()
+    split, _ = _training_data(settings, run_date)
+    params, extra = _params(settings, "autorec", split)
+    tu, ti, ty = split.train
+    model = fit_autorec(tu, ti, ty, split.n_users, split.n_items, params,
+                        validation=split.test if len(split.test[0]) else None, progress=progress)  # fmt: skip
+    metrics: dict[str, float] = {"autorec_fit_seconds": time.monotonic() - start,
+                                 "autorec_train_rmse": rmse(model.predict(tu, ti), ty)}  # fmt: skip
+    if len(split.test[0]):
+        popularity = Popularity().fit(*split.train, split.n_users, split.n_items)
+        pop_lists, _ = ranked_lists(popularity, split, k=settings.top_k)
+        ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
+        metrics["autorec_test_rmse"], metrics["autorec_test_mae"] = ev.pop("rmse"), ev.pop("mae")
+        metrics.update(_prefixed("autorec", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
+    metrics["autorec_seconds"] = time.monotonic() - start
+    out = _write_model(settings, "autorec", run_id, run_date, model, metrics, extra, split)
+    logger.info("autorec metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return {"model_dir": str(out), "metrics": metrics}
+
+
 _RANKING_KEYS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "diversity",
                  "popularity_bias")  # fmt: skip
 
 
 def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bool = False) -> dict[str, Any]:
-    """Train the ranking model (implicit CF) on the training positives; evaluate it and popularity.
+    """Train the ranking model on the training positives; evaluate it and popularity.
 
-    Writes ``models/<dataset>/ranker/<run_id>/`` (same files as :func:`train_cf`).
-    Metrics at K = ``top_k``: ``ranker_<metric>`` and ``popularity_<metric>``.
+    The ranking model is the implicit CF factorisation blended with EASE
+    (:mod:`recsys.models.blend`; ``ranker.ease_weight``, 0 for the factorisation
+    alone; catalogues larger than EASE's ``max_items`` also rank with the
+    factorisation alone, with a warning). Writes ``models/<dataset>/ranker/<run_id>/``
+    (the blend's members in sub-folders ``cf/`` and ``ease/``, ``metrics.json``,
+    ``manifest.json`` with every member's parameters). Metrics at K = ``top_k``:
+    ``ranker_<metric>``, ``ranker_cf_ndcg`` (the factorisation alone) and ``popularity_<metric>``.
 
     Returns:
         ``{"model_dir": ..., "metrics": {...}}``.
     """
     from recsys.evaluation.protocol import evaluate, ranked_lists
     from recsys.models.baselines import Popularity
+    from recsys.models.blend import blend
+    from recsys.models.ease import EASEParams, fit_ease
     from recsys.models.implicit_cf import fit_implicit_cf
 
     start = time.monotonic()
     split, _ = _training_data(settings, run_date)
     params, extra = _params(settings, "implicit", split)
     pu, pi = _positives(settings, run_date, split)
-    model = fit_implicit_cf(pu, pi, split.n_users, split.n_items, params, progress=progress)
+    factorisation = fit_implicit_cf(pu, pi, split.n_users, split.n_items, params, progress=progress)
+    model: Any = factorisation
+    weight = settings.ranker.ease_weight
+    ease_params = EASEParams(l2=settings.ranker.ease_l2)
+    if weight > 0 and split.n_items > ease_params.max_items:
+        logger.warning("ranker: %d items is more than EASE's max_items %d: ranking with the factorisation alone",
+                       split.n_items, ease_params.max_items)  # fmt: skip
+    elif weight > 0:
+        ease = fit_ease(pu, pi, split.n_users, split.n_items, ease_params)
+        model = blend({"cf": factorisation, "ease": ease}, {"cf": 1.0 - weight, "ease": weight},
+                      n_users=split.n_users, seed=settings.seed)  # fmt: skip
+        extra = {**extra, "members": {"cf": asdict(params), "ease": asdict(ease_params)}}
     n_pos = np.unique(pu.astype(np.int64) * split.n_items + pi).size
     metrics: dict[str, float] = {"ranker_fit_seconds": time.monotonic() - start, "n_positives": float(n_pos),
                                  "k": float(settings.top_k)}  # fmt: skip
@@ -272,6 +333,9 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
         pop_lists, _ = ranked_lists(popularity, split, k=settings.top_k)
         ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
         metrics.update(_prefixed("ranker", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
+        if model is not factorisation:
+            alone = evaluate(factorisation, split, k=settings.top_k, popularity_lists=pop_lists)
+            metrics["ranker_cf_ndcg"] = float(alone["ndcg"])
         pop = evaluate(popularity, split, k=settings.top_k, popularity_lists=pop_lists)
         metrics.update(_prefixed("popularity", {k: v for k, v in pop.items() if k in _RANKING_KEYS}))
         metrics["ranker_users_evaluated"] = float(ev["n_users"])
@@ -330,9 +394,15 @@ def build_similar_items(settings: Settings, run_date: str, model_dir: str) -> di
     return {"path": str(path), "rows": len(sim)}
 
 
-def serving_model_dir(settings: Settings, cf_dir: str, ranker_dir: str | None) -> str:
-    """The model that ranks: the ranker (implicit CF) unless ``ranking_model`` is ``explicit`` or it is absent."""
-    return ranker_dir if settings.ranking_model == "implicit" and ranker_dir else cf_dir
+def serving_model_dir(settings: Settings, cf_dir: str, ranker_dir: str | None, rating_dir: str | None = None) -> str:
+    """The model that ranks.
+
+    The ranker (implicit CF) unless ``ranking_model`` is ``explicit`` or it is absent;
+    else the rating model (AutoRec when it was trained, else the explicit CF).
+    """
+    if settings.ranking_model == "implicit" and ranker_dir:
+        return ranker_dir
+    return rating_dir or cf_dir
 
 
 def model_version(model_dir: str) -> str:
@@ -341,20 +411,21 @@ def model_version(model_dir: str) -> str:
     return f"{p.parent.name}/{p.name}"
 
 
-def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | None = None) -> dict[str, Any]:
+def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | None = None,
+              rating_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Candidates for every user, ranked by the serving model; writes ``recommendations``.
 
     Candidates come from CF neighbours of recent items and popular items; the
     ranking model (:func:`serving_model_dir`) scores them.
     """
     from recsys.models.baselines import Popularity
-    from recsys.models.cf import CFModel
+    from recsys.models.io import load_model
     from recsys.ranking.rank import rank_candidates
     from recsys.retrieval.candidates import build_candidates
     from recsys.retrieval.similar import neighbor_matrix
 
-    serving = serving_model_dir(settings, cf_dir, ranker_dir)
-    model = CFModel.load(Path(serving))
+    serving = serving_model_dir(settings, cf_dir, ranker_dir, rating_dir)
+    model = load_model(serving)
     ratings = read_partition(settings.lake, "ratings", run_date)
     users = read_partition(settings.lake, "users", run_date)
     items = read_partition(settings.lake, "items", run_date)
@@ -445,16 +516,17 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
     """The run's HTML report: evaluation metrics, training curves, counts, sample recommendations.
 
     Args:
-        model_dir: The run's model folder(s) (explicit CF first, then the ranker).
+        model_dir: The run's model folder(s) (explicit CF first, then the others; ``None`` entries,
+            models the run skipped, are left out).
     """
     from recsys.evaluation.report import write_run_report
-    from recsys.models.cf import CFModel
+    from recsys.models.io import load_model
 
-    dirs = [model_dir] if isinstance(model_dir, str) else list(model_dir)
+    dirs = [model_dir] if isinstance(model_dir, str) else [d for d in model_dir if d]
     metrics: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
     for d in dirs:
-        model = CFModel.load(Path(d))
+        model = load_model(d)
         metrics.update(json.loads((Path(d) / "metrics.json").read_text()))
         name = Path(d).parent.name
         curves[f"{name}: train loss"] = model.history.get("loss", [])
@@ -467,17 +539,18 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
         except FileNotFoundError:
             continue
     bars = {
-        "Test RMSE: CF vs baselines (lower is better)": {
+        "Test RMSE: rating models vs baselines (lower is better)": {
             label: metrics[key]
-            for label, key in (("CF", "cf_test_rmse"), ("item mean", "item_mean_test_rmse"),
-                               ("global mean", "global_mean_test_rmse"))  # fmt: skip
+            for label, key in (("AutoRec", "autorec_test_rmse"), ("CF", "cf_test_rmse"),
+                               ("item mean", "item_mean_test_rmse"), ("global mean", "global_mean_test_rmse"))  # fmt: skip
             if key in metrics
         }
     }
     k = int(metrics.get("k", settings.top_k))
     for metric in ("ndcg", "precision", "recall", "map"):
         row = {label: metrics[f"{prefix}_{metric}"] for label, prefix in
-               (("ranker (implicit CF)", "ranker"), ("explicit CF", "cf"), ("popularity", "popularity"))
+               (("ranker (implicit CF)", "ranker"), ("AutoRec", "autorec"), ("explicit CF", "cf"),
+                ("popularity", "popularity"))
                if f"{prefix}_{metric}" in metrics}  # fmt: skip
         if row:
             bars[f"Test {metric.upper() if metric != 'precision' else 'precision'}@{k} (higher is better)"] = row
@@ -520,7 +593,8 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
 
     Args:
         overrides: Settings given as DAG params (``None`` / empty values are ignored);
-            ``synthetic_<field>``, ``cf_<field>`` and ``ranker_<field>`` set the nested configs.
+            ``synthetic_<field>``, ``cf_<field>``, ``autorec_<field>`` and ``ranker_<field>`` set the
+            nested configs.
         run_date: The ``run_date`` param, ``YYYY-MM-DD``, or empty.
         fallback_date: The run's logical date or, failing that, its ``run_after``.
 
@@ -537,7 +611,7 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
     else:
         raise ValueError("no run date: give the run_date param or a logical date")
     clean: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {"synthetic": {}, "cf": {}, "ranker": {}}
+    nested: dict[str, dict[str, Any]] = {"synthetic": {}, "cf": {}, "autorec": {}, "ranker": {}}
     for key, value in overrides.items():
         if value in (None, ""):
             continue
@@ -550,6 +624,8 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
         clean["synthetic"] = SyntheticConfig(**nested["synthetic"])
     if nested["cf"]:
         clean["cf"] = CFConfig(**nested["cf"])
+    if nested["autorec"]:
+        clean["autorec"] = AutoRecConfig(**nested["autorec"])
     if nested["ranker"]:
         clean["ranker"] = RankerConfig(**nested["ranker"])
     settings = Settings(**clean)

@@ -31,16 +31,16 @@ Everything is seeded: the same data and seed give the same factors.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from recsys.models.baselines import item_means
+from recsys.models.io import read_params, write_params
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,7 @@ class CFModel:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         np.savez(path / "factors.npz", x=self.x, w=self.w, b=self.b, mu=self.mu, c=self.c)
-        meta = {"kind": type(self.params).__name__, "params": asdict(self.params), "history": self.history}
-        (path / "params.json").write_text(json.dumps(meta, indent=2))
+        write_params(path, self.params, self.history)
         return path
 
     @classmethod
@@ -202,7 +201,7 @@ class CFModel:
         path = Path(path)
         with np.load(path / "factors.npz", allow_pickle=False) as f:
             arrays = {k: f[k] for k in ("x", "w", "b", "mu", "c") if k in f}
-        meta = json.loads((path / "params.json").read_text())
+        meta = read_params(path)
         if meta.get("kind") == "ImplicitCFParams":
             from recsys.models.implicit_cf import ImplicitCFParams
 

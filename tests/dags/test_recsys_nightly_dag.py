@@ -43,10 +43,11 @@ def test_policy(dagbag) -> None:
 def test_params_for_ui_triggers(dagbag) -> None:
     params = dagbag.dags["recsys_nightly"].params
     for name in ("run_date", "dataset", "top_k", "seed", "synthetic_n_users", "synthetic_n_items", "ranking_model",
-                 "tune", "tune_trials", "cf_epochs", "ranker_epochs"):
+                 "rating_model", "tune", "tune_trials", "cf_epochs", "autorec_epochs", "ranker_epochs"):
         assert name in params
     assert params["top_k"] == 10
     assert params["dataset"] == "synthetic"
+    assert params["rating_model"] == "autorec" and params["ranking_model"] == "implicit"
 
 
 def test_structure(dagbag) -> None:
@@ -61,6 +62,10 @@ def test_structure(dagbag) -> None:
         ("validate", "tune"),
         ("tune", "train_cf"),
         ("tune", "train_ranker"),
+        ("tune", "train_autorec"),
+        ("train_autorec", "recommend"),
+        ("train_autorec", "publish"),
+        ("train_autorec", "report"),
         ("train_cf", "similar_items"),
         ("similar_items", "recommend"),
         ("train_ranker", "recommend"),
@@ -69,12 +74,14 @@ def test_structure(dagbag) -> None:
         ("publish", "report"),
     }
     assert expected <= edges
-    # the two models train in parallel: neither waits for the other
-    assert "train_cf" not in dag.get_task("train_ranker").get_flat_relative_ids(upstream=True)
-    assert "train_ranker" not in dag.get_task("train_cf").get_flat_relative_ids(upstream=True)
+    # the models train in parallel: none waits for another
+    trainers = ("train_cf", "train_autorec", "train_ranker")
+    for a in trainers:
+        upstream = dag.get_task(a).get_flat_relative_ids(upstream=True)
+        assert not upstream & set(trainers), (a, upstream)
     assert {t.task_id for t in dag.tasks} == {
         "resolve", "ingest_args", "build_tables_args", "ingest", "build_tables", "validate",
-        "tune", "train_cf", "train_ranker", "similar_items", "recommend", "publish", "report",
+        "tune", "train_cf", "train_autorec", "train_ranker", "similar_items", "recommend", "publish", "report",
     }  # fmt: skip
     assert dag.get_task("ingest").task_type == "SparkSubmitOperator"
     assert dag.get_task("build_tables").task_type == "SparkSubmitOperator"

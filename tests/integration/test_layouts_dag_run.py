@@ -20,13 +20,21 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("recsys-layouts")
 
 
+# Two layouts also take the other serving paths: the rating model ranks (AutoRec, or the course's
+# factorisation when AutoRec is not trained).
+SERVING = {"ml-1m": ({"ranking_model": "explicit"}, "autorec"),
+           "ml-10m": ({"ranking_model": "explicit", "rating_model": "mf"}, "cf")}  # fmt: skip
+
+
 @pytest.mark.parametrize(("layout", "day"), [("ml-1m", 1), ("ml-10m", 2), ("ml-csv", 3), ("events", 4)])
 def test_layout_runs_end_to_end(home: Path, tmp_path: Path, layout: str, day: int) -> None:
     data = write_synthetic_as(tmp_path / layout, layout)
     date = f"2026-12-0{day}"
     dataset = f"fixture-{layout}"
-    proc = dags_test(home, date, {"run_date": date, "dataset": dataset, "data_dir": str(data), "cf_epochs": 5},
-                     capture=True)  # fmt: skip
+    serving, model = SERVING.get(layout, ({}, "ranker"))
+    conf = {"run_date": date, "dataset": dataset, "data_dir": str(data), "cf_epochs": 5, "autorec_epochs": 20,
+            **serving}  # fmt: skip
+    proc = dags_test(home, date, conf, capture=True)
     assert dag_run_state(home, date).get("__dag_run__") == "success", proc.stdout[-4000:]
     lake = Settings(home=home, dataset=dataset).lake
     ratings = read_partition(lake, "ratings", date)
@@ -42,5 +50,8 @@ def test_layout_runs_end_to_end(home: Path, tmp_path: Path, layout: str, day: in
         assert store.latest_run_id() == f"{dataset}_{date.replace('-', '')}"
         recs = store.read_recommendations()
     assert set(recs["user_id"]) == set(users["user_id"])
+    assert set(recs["model_version"]) == {f"{model}/{dataset}_{date.replace('-', '')}"}
+    trained = Settings(home=home, dataset=dataset).models_dir / "autorec" / f"{dataset}_{date.replace('-', '')}"
+    assert trained.is_dir() == (serving.get("rating_model", "autorec") == "autorec")
     assert (recs.groupby("user_id").size() == 10).all()
     assert recs.merge(ratings[["user_id", "item_id"]], on=["user_id", "item_id"]).empty

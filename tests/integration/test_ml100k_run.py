@@ -32,6 +32,9 @@ def test_ml100k_nightly_run(tmp_path: Path, ml100k_dir: Path) -> None:
     # Fold u1: item means score about 1.03; CF must be clearly better.
     assert metrics["item_mean_test_rmse"] == pytest.approx(1.0334, abs=1e-3)
     assert metrics["cf_test_rmse"] < 0.935  # measured 0.922 with the tuned defaults
+    # The rating model, AutoRec: measured 0.897 on u1 (bench/quality.py, same defaults).
+    autorec = json.loads((settings.models_dir / "autorec" / "ml-100k_20261120" / "metrics.json").read_text())
+    assert autorec["autorec_test_rmse"] < 0.91 and autorec["autorec_test_rmse"] < metrics["cf_test_rmse"] - 0.01
     # The ranking model, same protocol as bench/quality.py: well above popularity (measured 0.54 vs 0.33).
     ranker = json.loads((settings.models_dir / "ranker" / "ml-100k_20261120" / "metrics.json").read_text())
     assert ranker["ranker_ndcg"] > 1.3 * ranker["popularity_ndcg"], (ranker["ranker_ndcg"], ranker["popularity_ndcg"])

@@ -75,9 +75,15 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
                 "ranker_novelty", "popularity_ndcg"):  # fmt: skip
         assert 0 <= ranker[key] < 20, key
     assert json.loads((ranker_dir / "manifest.json").read_text())["params"]["loss"] == "softmax"
+    # The rating model (AutoRec by default): trained next to them, evaluated, in the manifest.
+    autorec_dir = home / "models" / "synthetic" / "autorec" / "synthetic_20261127"
+    autorec = json.loads((autorec_dir / "metrics.json").read_text())
+    assert autorec["autorec_test_rmse"] < metrics["item_mean_test_rmse"], (autorec, metrics)
+    assert json.loads((autorec_dir / "manifest.json").read_text())["params"]["hidden"] > 0
     assert set(first_run["model_version"]) == {"ranker/synthetic_20261127"}
     report = (home / "reports" / "synthetic_20261127" / "report.html").read_text()
     assert "cf_test_rmse" in report and "ranker_ndcg" in report and "NDCG@10" in report
+    assert "autorec_test_rmse" in report and "AutoRec" in report
     with open_store(Settings(home=home).resolved_store_url) as store:
         sims = store.read_similar_items()
         runs = store.list_runs()
@@ -87,6 +93,7 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
     # every evaluation metric of the run is in the store's runs table
     assert run["metrics"]["ranker_ndcg"] == pytest.approx(ranker["ranker_ndcg"])
     assert run["metrics"]["cf_test_rmse"] == pytest.approx(metrics["cf_test_rmse"])
+    assert run["metrics"]["autorec_test_rmse"] == pytest.approx(autorec["autorec_test_rmse"])
 
 
 def test_rerun_same_date_replaces_outputs(home: Path, first_run: pd.DataFrame) -> None:

@@ -15,6 +15,7 @@ import pytest
 from recsys.lake import partition_dates, partition_dir, read_partition, table_dir, write_partition
 from recsys.models.base import Recommender
 from recsys.models.baselines import GlobalMean, ItemMean, Popularity, item_means
+from recsys.models.autorec import AutoRecParams
 from recsys.models.cf import CFParams
 from recsys.models.implicit_cf import ImplicitCFParams
 from recsys.pipeline import resolve_run
@@ -243,7 +244,8 @@ def test_invalid_run_date_raises(clean_env, bad):
 def test_nested_overrides_land_in_nested_settings(clean_env):
     run = resolve_run(
         {"synthetic_n_users": 500, "cf_epochs": "3", "ranker_loss": "logistic", "top_k": 5, "seed": None,
-         "n_popular": "", "dataset": "", "tune": True, "tune_trials": "7"},
+         "n_popular": "", "dataset": "", "tune": True, "tune_trials": "7", "autorec_epochs": 9,
+         "ranker_ease_weight": 0.25, "rating_model": "mf"},
         "2026-11-27",
         None,
     )
@@ -254,6 +256,8 @@ def test_nested_overrides_land_in_nested_settings(clean_env):
     assert s["cf"]["n_factors"] == CFParams.n_factors  # the model's default is the one default
     assert s["ranker"]["loss"] == "logistic" and s["ranker"]["n_factors"] == ImplicitCFParams.n_factors
     assert run["tune"] == {"enabled": True, "trials": 7} and "tune" not in s
+    assert s["autorec"]["epochs"] == 9 and s["autorec"]["hidden"] == AutoRecParams.hidden
+    assert s["ranker"]["ease_weight"] == 0.25 and s["rating_model"] == "mf"
     assert s["top_k"] == 5
     assert s["seed"] == 42 and s["n_popular"] == 50 and s["dataset"] == "synthetic"  # None / "" ignored
     assert "synthetic_n_users" not in s and "cf_epochs" not in s

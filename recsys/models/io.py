@@ -1,0 +1,44 @@
+"""Loading a saved model folder, whatever its kind."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+
+def write_params(path: Path, params: Any, history: dict) -> None:
+    """Write ``params.json`` into folder ``path``: the kind (params class name), the params and the history."""
+    meta = {"kind": type(params).__name__, "params": asdict(params), "history": history}
+    (Path(path) / "params.json").write_text(json.dumps(meta, indent=2))
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    """``params.json`` of a model folder as written by :func:`write_params`."""
+    return json.loads((Path(path) / "params.json").read_text())
+
+
+def load_model(path: Path | str) -> Any:
+    """The model saved in folder ``path``: ``AutoRecModel``, ``EASEModel``, ``BlendModel`` or ``CFModel``.
+
+    The kind is read from ``params.json`` (``kind``: the params class name), which
+    every model's ``save`` writes.
+    """
+    path = Path(path)
+    kind = read_params(path).get("kind")
+    if kind == "AutoRecParams":
+        from recsys.models.autorec import AutoRecModel
+
+        return AutoRecModel.load(path)
+    if kind == "EASEParams":
+        from recsys.models.ease import EASEModel
+
+        return EASEModel.load(path)
+    if kind == "BlendParams":
+        from recsys.models.blend import BlendModel
+
+        return BlendModel.load(path)
+    from recsys.models.cf import CFModel
+
+    return CFModel.load(path)

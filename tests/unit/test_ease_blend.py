@@ -1,0 +1,77 @@
+"""EASE (known answer, closed form) and the blend of ranking models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.data.synthetic import generate
+from recsys.evaluation.protocol import Split, evaluate
+from recsys.models.baselines import Popularity
+from recsys.models.blend import BlendModel, blend
+from recsys.models.ease import EASEModel, EASEParams, fit_ease
+from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
+from recsys.models.io import load_model
+
+
+def test_ease_known_answer() -> None:
+    # 3 users x 3 items; G = X^T X, B = I - P / diag(P) with P = (G + lambda I)^-1, diag(B) = 0.
+    u, i = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 0])
+    lam = 2.0
+    model = fit_ease(u, i, 3, 3, EASEParams(l2=lam))
+    x = np.zeros((3, 3))
+    x[u, i] = 1
+    p = np.linalg.inv(x.T @ x + lam * np.eye(3))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0)
+    np.testing.assert_allclose(model.b, b, rtol=1e-5)
+    np.testing.assert_allclose(model.score_users(np.arange(3)), x @ b, rtol=1e-5, atol=1e-7)
+    # predict = the entries of score_users; unknown users and items score 0
+    np.testing.assert_allclose(model.predict(np.array([0, 2, 9, 1]), np.array([2, 1, 0, 7])),
+                               [(x @ b)[0, 2], (x @ b)[2, 1], 0.0, 0.0], rtol=1e-5, atol=1e-7)  # fmt: skip
+    # A repeated pair counts once.
+    again = fit_ease(np.r_[u, 0], np.r_[i, 0], 3, 3, EASEParams(l2=lam))
+    np.testing.assert_array_equal(again.b, model.b)
+
+
+def test_ease_refuses_catalogues_beyond_max_items() -> None:
+    with pytest.raises(ValueError, match="max_items"):
+        fit_ease(np.array([0]), np.array([0]), 1, 11, EASEParams(max_items=10))
+
+
+@pytest.fixture(scope="module")
+def split() -> Split:
+    d = generate(n_users=500, n_items=200, n_groups=4, mean_ratings_per_user=30, min_ratings_per_user=10, seed=5)
+    r = d.ratings
+    u = r["user_id"].astype(int).to_numpy() - 1
+    i = r["item_id"].astype(int).to_numpy() - 1
+    y = r["rating"].to_numpy().astype(float)
+    test = np.random.default_rng(1).random(y.size) < 0.2
+    return Split("s", (u[~test], i[~test], y[~test]), (u[test], i[test], y[test]), 500, 200)
+
+
+def test_blend_ranks_above_popularity_and_round_trips(split: Split, tmp_path) -> None:
+    u, i, _ = split.train
+    cf = fit_implicit_cf(u, i, split.n_users, split.n_items, ImplicitCFParams(n_factors=16, epochs=30))
+    ease = fit_ease(u, i, split.n_users, split.n_items, EASEParams(l2=50.0))
+    model = blend({"cf": cf, "ease": ease}, {"cf": 0.5, "ease": 0.5}, n_users=split.n_users, seed=0)
+    # each member is divided by its spread: the blend is the weighted sum of the scaled scores
+    users = np.arange(7)
+    scaled = [0.5 * cf.score_users(users) / model.params.scales[0], 0.5 * ease.score_users(users) / model.params.scales[1]]
+    np.testing.assert_allclose(model.score_users(users), scaled[0] + scaled[1], rtol=1e-9)
+    pu, pi = np.repeat(users, 3), np.tile([0, 5, 9], 7)
+    np.testing.assert_allclose(model.predict(pu, pi), model.score_users(users)[pu, pi], rtol=1e-6)
+    pop = evaluate(Popularity().fit(*split.train, split.n_users, split.n_items), split)["ndcg"]
+    ours = evaluate(model, split)["ndcg"]
+    assert ours > 1.2 * pop, (ours, pop)
+    loaded = load_model(model.save(tmp_path / "ranker"))
+    assert isinstance(loaded, BlendModel) and isinstance(loaded.models[1], EASEModel)
+    assert loaded.params == model.params
+    np.testing.assert_allclose(loaded.score_users(users), model.score_users(users), rtol=1e-12)
+
+
+def test_blend_needs_matching_names(split: Split) -> None:
+    u, i, _ = split.train
+    ease = fit_ease(u, i, split.n_users, split.n_items)
+    with pytest.raises(ValueError, match="same members"):
+        blend({"ease": ease}, {"cf": 1.0}, n_users=split.n_users)
