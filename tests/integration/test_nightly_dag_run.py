@@ -74,7 +74,12 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
     for key in ("ranker_ndcg", "ranker_precision", "ranker_recall", "ranker_map", "ranker_coverage",
                 "ranker_novelty", "popularity_ndcg"):  # fmt: skip
         assert 0 <= ranker[key] < 20, key
-    assert json.loads((ranker_dir / "manifest.json").read_text())["params"]["loss"] == "softmax"
+    # It is the softmax factorisation blended with EASE; the manifest records both members' parameters.
+    ranker_manifest = json.loads((ranker_dir / "manifest.json").read_text())
+    assert list(ranker_manifest["params"]["members"]) == ["cf", "ease"]
+    assert ranker_manifest["members"]["cf"]["loss"] == "softmax" and ranker_manifest["members"]["ease"]["l2"] > 0
+    assert (ranker_dir / "cf" / "factors.npz").is_file() and (ranker_dir / "ease" / "ease.npz").is_file()
+    assert 0 < ranker["ranker_cf_ndcg"] < 1
     # The rating model (AutoRec by default): trained next to them, evaluated, in the manifest.
     autorec_dir = home / "models" / "synthetic" / "autorec" / "synthetic_20261127"
     autorec = json.loads((autorec_dir / "metrics.json").read_text())
