@@ -7,7 +7,7 @@ One nightly run of the batch recommender for run date **D**:
 2. `ingest` (Spark): raw source -> `stg_*` tables.
 3. `build_tables` (Spark): id maps, `ratings` (with split), `items`, `users`.
 4. `validate`: Great Expectations gate; a failure stops the run and nothing is published.
-5. `tune` (optional, param `tune`): random search of both models' parameters on a validation split
+5. `tune` (optional, param `tune`): random search of the models' parameters on a validation split
    of the training data; the training tasks use the result (`models/<dataset>/tuned/`).
 6. `train_cf`, `train_autorec` and `train_ranker`, in parallel (TensorFlow): explicit CF (its item
    vectors give the similar items), AutoRec (the rating model; param `rating_model`, skipped for `mf`)
@@ -65,7 +65,7 @@ PARAMS = {
     "rating_model": Param("autorec", enum=["autorec", "mf"],
                           description="model that predicts ratings: AutoRec (lowest RMSE) or the course's "
                           "factorisation"),
-    "tune": Param(False, type="boolean", description="search both models' parameters before training"),
+    "tune": Param(False, type="boolean", description="search the models' parameters before training"),
     "tune_trials": Param(20, type="integer", minimum=1, maximum=500, description="trials per model when tuning"),
     "cf_epochs": Param(None, type=["null", "integer"], minimum=1,
                        description="explicit CF epochs; empty = tuned or default"),

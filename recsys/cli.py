@@ -131,7 +131,7 @@ def show(
 def tune_cmd(
     run_date: Annotated[str, typer.Option(help="YYYY-MM-DD of the tables to tune on (built by a run)")],
     dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
-    model: Annotated[str, typer.Option(help="explicit | implicit | both")] = "both",
+    model: Annotated[str, typer.Option(help="explicit | implicit | autorec | all (every model a run trains)")] = "all",
     trials: Annotated[int, typer.Option(help="random-search trials per model")] = 20,
     seed: Annotated[int | None, typer.Option(help="seed (default from settings)")] = None,
     home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None,
@@ -144,10 +144,10 @@ def tune_cmd(
     """
     from recsys.pipeline import tune
 
-    models = ("explicit", "implicit") if model == "both" else (model,)
-    if any(m not in ("explicit", "implicit") for m in models):
-        raise typer.BadParameter("model must be explicit, implicit or both")
+    if model not in ("explicit", "implicit", "autorec", "all"):
+        raise typer.BadParameter("model must be explicit, implicit, autorec or all")
     settings = _settings(home=home, dataset=dataset, seed=seed)
+    models = None if model == "all" else (model,)
     out = tune(settings, run_date, trials=trials, models=models, progress=progress)
     t = Table("model", "metric", "best", "written to")
     for name, r in out.items():

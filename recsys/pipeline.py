@@ -345,9 +345,11 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     return {"model_dir": str(out), "metrics": metrics}
 
 
-def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[str, ...] = ("explicit", "implicit"),
+def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[str, ...] | None = None,
          progress: bool = False) -> dict[str, Any]:  # fmt: skip
     """Random search of each model's parameters on a validation split of the training data.
+
+    ``models`` (default: every model the run trains): ``explicit``, ``implicit``, ``autorec``.
 
     Writes ``models/<dataset>/tuned/<model>.json`` (best parameters, every trial), which
     the next training runs use (``use_tuned``). The test split is never looked at.
@@ -361,10 +363,12 @@ def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[s
     out: dict[str, Any] = {}
     folder = settings.models_dir / "tuned"
     folder.mkdir(parents=True, exist_ok=True)
+    if models is None:
+        models = ("explicit", "implicit", "autorec") if settings.rating_model == "autorec" else ("explicit", "implicit")
     for model in models:
-        if model == "explicit":
+        if model in ("explicit", "autorec"):
             u, i, r = split.train
-            base = _params(settings, "explicit", split)[0]
+            base = _params(settings, model, split)[0]
         else:
             u, i = _positives(settings, run_date, split)
             r = np.ones(len(u))

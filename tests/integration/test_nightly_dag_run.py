@@ -189,7 +189,7 @@ def test_tune_writes_parameters_the_next_training_uses(home: Path, first_run: pd
                                       "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
     settings = Settings(home=tmp_path, dataset="synthetic")
-    for model, metric in (("explicit", "val_rmse"), ("implicit", "val_ndcg")):
+    for model, metric in (("explicit", "val_rmse"), ("implicit", "val_ndcg"), ("autorec", "val_rmse")):
         doc = json.loads((settings.models_dir / "tuned" / f"{model}.json").read_text())
         assert doc["metric"] == metric and len(doc["trials"]) == 2 and doc["run_date"] == DATE
         scores = [t["score"] for t in doc["trials"]]
@@ -198,6 +198,9 @@ def test_tune_writes_parameters_the_next_training_uses(home: Path, first_run: pd
     tuned = json.loads((settings.models_dir / "tuned" / "explicit.json").read_text())["best_params"]
     params, extra = _params(settings, "explicit", split)
     assert extra == {"tuned": True} and params.epochs == tuned["epochs"] and params.l2 == tuned["l2"]
+    tuned_autorec = json.loads((settings.models_dir / "tuned" / "autorec.json").read_text())["best_params"]
+    autorec, extra = _params(settings, "autorec", split)
+    assert extra == {"tuned": True} and autorec.hidden == tuned_autorec["hidden"] and autorec.l2 == tuned_autorec["l2"]
     given = Settings(home=tmp_path, dataset="synthetic", cf={"epochs": 3})
     assert _params(given, "explicit", split)[0].epochs == 3  # an explicit setting beats the search
     assert _params(Settings(home=tmp_path, use_tuned=False), "explicit", split)[1] == {"tuned": False}

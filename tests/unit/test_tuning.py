@@ -10,7 +10,8 @@ import pytest
 
 from recsys.data.synthetic import generate
 from recsys.evaluation.protocol import holdout
-from recsys.models.cf import CFParams, fit_cf
+from recsys.models.autorec import AutoRecParams, fit_autorec
+from recsys.models.cf import CFParams, fit_cf, rmse
 from recsys.models.implicit_cf import ImplicitCFParams
 from recsys.models.tuning import (
     SEARCH_SPACES,
@@ -111,6 +112,22 @@ def test_implicit_winner_is_the_highest_ndcg(implicit: TuningResult) -> None:
     assert {t["params"].get("loss") for t in implicit.trials[1:]} <= {"softmax", "logistic"}
 
 
+def test_autorec_draws_its_epochs_and_the_winner_retrains_to_its_score(data) -> None:
+    base = {"hidden": 16, "l2": 5000.0, "learning_rate": 0.01, "epochs": 20, "seed": 1}  # far over-regularised
+    space = {"l2": LogUniform(1.0, 30.0), "epochs": Choice((20, 30))}
+    r = random_search("autorec", *data, N_USERS, N_ITEMS, n_trials=3, seed=0, base=base, space=space)
+    scores = [t["score"] for t in r.trials]
+    assert r.metric == "val_rmse" and r.best_score == min(scores) and r.best_score < scores[0], scores
+    win = int(np.argmin(scores))
+    p = AutoRecParams.from_dict(r.best_params)
+    assert p.patience == 0 and p.epochs == r.trials[win]["best_epoch"] == r.trials[win]["params"]["epochs"]
+    assert p.eval_every == AutoRecParams.eval_every  # the trial's check-once setting is not what gets saved
+    # Retraining the winner on the same split (same seed) gives its score: the score is the last epoch's.
+    (tu, ti, tr), (vu, vi, vr) = holdout(*data, fraction=0.1, seed=0)
+    again = fit_autorec(tu, ti, tr, N_USERS, N_ITEMS, p)
+    assert rmse(again.predict(vu, vi), vr) == pytest.approx(r.best_score, rel=1e-6)
+
+
 def test_json_round_trip(explicit: TuningResult, implicit: TuningResult) -> None:
     for r in (explicit, implicit):
         back = TuningResult.from_json(json.loads(json.dumps(r.to_json())))
@@ -119,7 +136,7 @@ def test_json_round_trip(explicit: TuningResult, implicit: TuningResult) -> None
 
 
 def test_default_spaces_draw_valid_params_in_range() -> None:
-    for model, cls in (("explicit", CFParams), ("implicit", ImplicitCFParams)):
+    for model, cls in (("explicit", CFParams), ("implicit", ImplicitCFParams), ("autorec", AutoRecParams)):
         for t in range(1, 40):
             drawn = sample_params(SEARCH_SPACES[model], np.random.default_rng([0, t]))
             p = cls.from_dict(drawn)  # unknown keys would be dropped: check they are all fields
