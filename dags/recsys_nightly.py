@@ -9,13 +9,15 @@ One nightly run of the batch recommender for run date **D**:
 4. `validate`: Great Expectations gate; a failure stops the run and nothing is published.
 5. `tune` (optional, param `tune`): random search of the models' parameters on a validation split
    of the training data; the training tasks use the result (`models/<dataset>/tuned/`).
-6. `train_cf`, `train_autorec` and `train_ranker`, in parallel (TensorFlow): explicit CF (its item
-   vectors give the similar items), AutoRec (the rating model; param `rating_model`, skipped for `mf`)
-   and implicit CF (the ranking model), each evaluated on the test split (rating and top-K metrics
-   vs baselines).
-7. `similar_items`: exact nearest items by CF item vectors.
-8. `recommend`: candidates (similar to recent, popular) ranked by the serving model (param
-   `ranking_model`: the ranker, or the rating model), top K with reasons.
+6. `train_cf`, `train_autorec`, `train_ranker` and `train_two_tower`, in parallel (TensorFlow):
+   explicit CF (its item vectors give the similar items), AutoRec (the rating model; param
+   `rating_model`, skipped for `mf`), the ranking model (implicit CF blended with EASE) and the
+   content-based two-tower model (cold start; param `cold_start_model`, skipped for `none`), each
+   evaluated on the test split (rating and top-K metrics vs baselines).
+7. `similar_items`: exact nearest items by CF item vectors and by two-tower item embeddings.
+8. `recommend`: candidates (similar to recent, nearest to the profile, popular) ranked by the model
+   that serves each user: the two-tower model for cold-start users (at most `cold_start_max_ratings`
+   training ratings), else the serving model (param `ranking_model`); top K with reasons.
 9. `publish`: write-audit-publish to the store (with every evaluation metric in `runs.metrics`);
    the previous run stays live on failure.
 10. `report`: the run's HTML report.
@@ -71,6 +73,12 @@ PARAMS = {
                        description="explicit CF epochs; empty = tuned or default"),
     "autorec_epochs": Param(None, type=["null", "integer"], minimum=1,
                             description="AutoRec epochs; empty = default"),
+    "cold_start_model": Param("two_tower", enum=["two_tower", "none"],
+                              description="train the two-tower model and serve cold-start users with it, or not"),
+    "cold_start_max_ratings": Param(5, type="integer", minimum=0,
+                                    description="users with at most this many training ratings are cold-start users"),
+    "two_tower_epochs": Param(None, type=["null", "integer"], minimum=1,
+                              description="two-tower epochs (early stopping may end sooner); empty = default"),
     "ranker_epochs": Param(None, type=["null", "integer"], minimum=1,
                            description="ranking model epochs; empty = tuned or default"),
 }
@@ -156,29 +164,36 @@ def recsys_nightly() -> None:
         return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
 
     @task
+    def train_two_tower(resolved: dict, _tuned: dict) -> dict:
+        from recsys.pipeline import train_two_tower as run
+
+        return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
+
+    @task
     def train_ranker(resolved: dict, _tuned: dict) -> dict:
         from recsys.pipeline import train_ranker as run
 
         return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
 
     @task
-    def similar_items(resolved: dict, model: dict) -> dict:
+    def similar_items(resolved: dict, model: dict, tower: dict) -> dict:
         from recsys.pipeline import build_similar_items
 
-        return build_similar_items(_settings(resolved), resolved["run_date"], model["model_dir"])
+        return build_similar_items(_settings(resolved), resolved["run_date"], model["model_dir"], tower["model_dir"])
 
     @task
-    def recommend(resolved: dict, cf: dict, autorec: dict, ranker: dict, _similar: dict) -> dict:
+    def recommend(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, _similar: dict) -> dict:
         from recsys.pipeline import recommend as run
 
         return run(_settings(resolved), resolved["run_date"], cf["model_dir"], ranker["model_dir"],
-                   autorec["model_dir"])  # fmt: skip
+                   autorec["model_dir"], tower["model_dir"])  # fmt: skip
 
     @task(outlets=[RECOMMENDATIONS, SIMILAR_ITEMS])
-    def publish(resolved: dict, cf: dict, autorec: dict, ranker: dict, recs: dict) -> dict:
+    def publish(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, recs: dict) -> dict:
         from recsys.pipeline import publish as run
 
-        metrics = {**cf["metrics"], **autorec["metrics"], **ranker["metrics"]}
+        metrics = {**cf["metrics"], **autorec["metrics"], **ranker["metrics"], **tower["metrics"],
+                   "cold_start_users_served": float(recs.get("cold_start_users", 0))}  # fmt: skip
         out = run(_settings(resolved), resolved["run_date"], resolved["run_id"], metrics, resolved["generated_at"],
                   recs["model_version"])  # fmt: skip
         events = get_current_context()["outlet_events"]
@@ -188,11 +203,12 @@ def recsys_nightly() -> None:
         return {**out, "model_version": recs["model_version"]}
 
     @task
-    def report(resolved: dict, cf: dict, autorec: dict, ranker: dict, published: dict) -> str:
+    def report(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, published: dict) -> str:
         from recsys.pipeline import write_report
 
         return write_report(_settings(resolved), resolved["run_date"], resolved["run_id"],
-                            [cf["model_dir"], autorec["model_dir"], ranker["model_dir"]], published)  # fmt: skip
+                            [cf["model_dir"], autorec["model_dir"], ranker["model_dir"], tower["model_dir"]],
+                            published)  # fmt: skip
 
     resolved = resolve()
     ingest = _spark_job("ingest", spark_args.override(task_id="ingest_args")(resolved, "ingest"))
@@ -204,10 +220,11 @@ def recsys_nightly() -> None:
     cf = train_cf(resolved, tuned)
     autorec = train_autorec(resolved, tuned)
     ranker = train_ranker(resolved, tuned)
-    similar = similar_items(resolved, cf)
-    recs = recommend(resolved, cf, autorec, ranker, similar)
-    published = publish(resolved, cf, autorec, ranker, recs)
-    report(resolved, cf, autorec, ranker, published)
+    tower = train_two_tower(resolved, tuned)
+    similar = similar_items(resolved, cf, tower)
+    recs = recommend(resolved, cf, autorec, ranker, tower, similar)
+    published = publish(resolved, cf, autorec, ranker, tower, recs)
+    report(resolved, cf, autorec, ranker, tower, published)
 
 
 recsys_nightly()

@@ -18,6 +18,7 @@ from recsys.models.blend import EASE_WEIGHT
 from recsys.models.cf import CFParams
 from recsys.models.ease import EASEParams
 from recsys.models.implicit_cf import ImplicitCFParams
+from recsys.models.two_tower import TwoTowerParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MOVIELENS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "movielens" / "ml-100k"
@@ -62,6 +63,19 @@ class AutoRecConfig(BaseSettings):
     learning_rate: float = Field(AutoRecParams.learning_rate, gt=0)
     epochs: int = Field(AutoRecParams.epochs, ge=1)
     max_block_cells: int = Field(AutoRecParams.max_block_cells, ge=1)
+
+
+class TwoTowerConfig(BaseSettings):
+    """The content-based two-tower model (defaults: :class:`recsys.models.two_tower.TwoTowerParams`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_TWO_TOWER_", frozen=True)
+
+    layers: tuple[int, ...] = Field(TwoTowerParams.layers, min_length=1, description="units per tower layer")
+    learning_rate: float = Field(TwoTowerParams.learning_rate, gt=0)
+    batch_size: int = Field(TwoTowerParams.batch_size, ge=1)
+    epochs: int = Field(TwoTowerParams.epochs, ge=1)
+    patience: int = Field(TwoTowerParams.patience, ge=0)
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="training ratings held out for early stopping")
 
 
 class RankerConfig(BaseSettings):
@@ -120,6 +134,11 @@ class Settings(BaseSettings):
         rating_model: Which model predicts ratings: ``autorec`` (item-based AutoRec, the
             lowest RMSE measured) or ``mf`` (the course's factorisation, always trained:
             its item vectors give the similar items).
+        two_tower: The content-based two-tower model's hyper-parameters.
+        cold_start_model: ``two_tower`` trains the two-tower model every run and serves
+            cold-start users with it (and publishes its similar items); ``none`` skips it.
+        cold_start_max_ratings: Users with at most this many training ratings (0 included)
+            are cold-start users: the two-tower model ranks their candidates.
         use_tuned: Train with the parameters of the dataset's last search (``recsys tune``,
             ``models/<dataset>/tuned/``) where present; explicit settings still win.
     """
@@ -153,6 +172,9 @@ class Settings(BaseSettings):
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     ranking_model: Literal["implicit", "explicit"] = "implicit"
     rating_model: Literal["autorec", "mf"] = "autorec"
+    two_tower: TwoTowerConfig = Field(default_factory=TwoTowerConfig)
+    cold_start_model: Literal["two_tower", "none"] = "two_tower"
+    cold_start_max_ratings: int = Field(5, ge=0)
     use_tuned: bool = True
 
     @property

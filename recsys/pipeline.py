@@ -20,7 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.config import PROJECT_ROOT, AutoRecConfig, CFConfig, RankerConfig, Settings, SyntheticConfig, run_id_for
+from recsys.config import (
+    PROJECT_ROOT,
+    AutoRecConfig,
+    CFConfig,
+    RankerConfig,
+    Settings,
+    SyntheticConfig,
+    TwoTowerConfig,
+    run_id_for,
+)
 from recsys.lake import partition_dir, read_partition, write_partition
 from schemas.tables import SCHEMA_VERSION
 
@@ -285,6 +294,88 @@ def train_autorec(settings: Settings, run_date: str, run_id: str, *, progress: b
     return {"model_dir": str(out), "metrics": metrics}
 
 
+def _tower_inputs(settings: Settings, run_date: str, n_users: int, n_items: int, train: pd.DataFrame,
+                  preprocessor: Any = None) -> tuple[Any, np.ndarray, np.ndarray]:  # fmt: skip
+    """``(preprocessor, user_x [n_users, d_u], item_x [n_items, d_i])`` from the run's feature tables.
+
+    The preprocessor is fitted on the run's feature tables (their statistics come from the
+    training split only) unless one is given; ``train`` (training ratings with ``ts``) gives
+    each user's recent-genre mix.
+    """
+    from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
+
+    users = read_partition(settings.lake, "user_features", run_date).sort_values("user_idx", kind="stable")
+    items = read_partition(settings.lake, "item_features", run_date).sort_values("item_idx", kind="stable")
+    pre = preprocessor or TowerPreprocessor.fit(users, items)
+    genres = np.zeros((n_items, pre.n_genres), dtype=np.float32)
+    if pre.n_genres and len(items):
+        genres[items["item_idx"].to_numpy()] = np.stack(items["genres"].to_numpy())
+    recent = recent_genre_mix(train[["user_idx", "item_idx", "ts"]], genres, n_users)
+    user_x = np.zeros((n_users, pre.user_dim), dtype=np.float32)
+    user_x[users["user_idx"].to_numpy()] = pre.users(users, recent[users["user_idx"].to_numpy()])
+    item_x = np.zeros((n_items, pre.item_dim), dtype=np.float32)
+    item_x[items["item_idx"].to_numpy()] = pre.items(items)
+    return pre, user_x, item_x
+
+
+def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress: bool = False) -> dict[str, Any]:
+    """Train the content-based two-tower model from the run's feature tables and training ratings.
+
+    Skipped (``{"skipped": True, "model_dir": None, "metrics": {}}``) unless
+    ``cold_start_model`` is ``two_tower``. The training ratings stream from the
+    ``ratings`` partition through ``tf.data``; a seeded share of them
+    (``two_tower.validation_fraction``) is held out for early stopping. Writes
+    ``models/<dataset>/two_tower/<run_id>/`` (``two_tower.keras``,
+    ``preprocessing.json``, ``user_embeddings.parquet``, ``item_embeddings.parquet``,
+    ``params.json``, ``metrics.json``, ``manifest.json``). Metrics:
+    ``two_tower_test_rmse``/``_mae``, its ranking metrics ``two_tower_<metric>`` on the
+    test split, ``two_tower_fit_seconds``, ``two_tower_examples_per_second``,
+    ``two_tower_epoch_seconds`` and ``cold_start_users`` (users it will serve).
+
+    Returns:
+        ``{"model_dir": ..., "metrics": {...}}``.
+    """
+    if settings.cold_start_model != "two_tower":
+        return {"skipped": True, "model_dir": None, "metrics": {}}
+    from recsys.evaluation.protocol import evaluate, ranked_lists
+    from recsys.models.baselines import Popularity
+    from recsys.models.two_tower import TwoTowerParams, fit_two_tower, holdout_chunks, parquet_chunks
+
+    start = time.monotonic()
+    split, ratings = _training_data(settings, run_date)
+    train = ratings[ratings["split"] == "train"]
+    pre, user_x, item_x = _tower_inputs(settings, run_date, split.n_users, split.n_items, train)
+    config = settings.two_tower
+    params = TwoTowerParams(layers=tuple(config.layers), learning_rate=config.learning_rate,
+                            batch_size=config.batch_size, epochs=config.epochs, patience=config.patience,
+                            rating_min=split.rating_min, rating_max=split.rating_max, seed=settings.seed)  # fmt: skip
+    stream = parquet_chunks(partition_dir(settings.lake, "ratings", run_date))
+    chunks, validation = holdout_chunks(stream, fraction=config.validation_fraction, seed=settings.seed)
+    fit_start = time.monotonic()
+    model = fit_two_tower(user_x, item_x, chunks, params, pre, validation=validation, progress=progress)
+    fit_seconds = time.monotonic() - fit_start
+    epochs = max(len(model.history.get("loss", [])), 1)
+    n_fit = len(train) - len(validation[0])
+    n_train = np.bincount(split.train[0], minlength=split.n_users)
+    metrics: dict[str, float] = {
+        "two_tower_fit_seconds": fit_seconds,
+        "two_tower_epoch_seconds": fit_seconds / epochs,
+        "two_tower_examples_per_second": n_fit * epochs / max(fit_seconds, 1e-9),
+        "cold_start_users": float((n_train <= settings.cold_start_max_ratings).sum()),
+    }
+    if len(split.test[0]):
+        pop_lists, _ = ranked_lists(Popularity().fit(*split.train, split.n_users, split.n_items), split, k=settings.top_k)
+        ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
+        metrics["two_tower_test_rmse"], metrics["two_tower_test_mae"] = ev.pop("rmse"), ev.pop("mae")
+        metrics.update(_prefixed("two_tower", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
+    metrics["two_tower_seconds"] = time.monotonic() - start
+    extra = {"validation_fraction": config.validation_fraction, "input_dims": {"user": pre.user_dim, "item": pre.item_dim},
+             "feature_tables": [f"user_features/run_date={run_date}", f"item_features/run_date={run_date}"]}  # fmt: skip
+    out = _write_model(settings, "two_tower", run_id, run_date, model, metrics, extra, split)
+    logger.info("two-tower metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return {"model_dir": str(out), "metrics": metrics}
+
+
 _RANKING_KEYS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "diversity",
                  "popularity_bias")  # fmt: skip
 
@@ -385,15 +476,36 @@ def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[s
     return out
 
 
-def build_similar_items(settings: Settings, run_date: str, model_dir: str) -> dict[str, Any]:
-    """Exact nearest items of every item by CF item vectors; writes ``similar_items``."""
+def build_similar_items(settings: Settings, run_date: str, model_dir: str, tower_dir: str | None = None) -> dict[str, Any]:
+    """Exact nearest items of every item; writes ``similar_items`` (one list per item and source).
+
+    Sources: ``cf``, by the explicit CF item vectors, among the items with training
+    ratings (CF has learnt nothing about the others); ``two_tower``, by the two-tower
+    item embeddings (when ``tower_dir`` is given), among every catalogue item: a new
+    item with features but no ratings gets neighbours and appears in theirs.
+    """
     from recsys.models.cf import CFModel
+    from recsys.models.two_tower import TwoTowerModel
     from recsys.retrieval.similar import similar_items
 
     model = CFModel.load(Path(model_dir))
     items = read_partition(settings.lake, "items", run_date)
-    sim = similar_items(model.x, settings.n_neighbors, source="cf")
-    sim = sim[sim["item_idx"].isin(items["item_idx"]) & sim["neighbor_idx"].isin(items["item_idx"])]
+    ratings = read_partition(settings.lake, "ratings", run_date)
+    catalogue = np.sort(items["item_idx"].to_numpy())
+    rated = np.intersect1d(catalogue, ratings.loc[ratings["split"] == "train", "item_idx"].unique())
+    rated = rated[rated < model.n_items]
+    parts = [(rated, model.x[rated], "cf")]
+    if tower_dir:
+        tower = TwoTowerModel.load(Path(tower_dir))
+        known = catalogue[catalogue < tower.n_items]
+        parts.append((known, tower.item_emb[known], "two_tower"))
+    frames = []
+    for ids, vectors, source in parts:
+        sim = similar_items(vectors, settings.n_neighbors, source=source)
+        sim["item_idx"] = ids[sim["item_idx"].to_numpy()].astype(np.int32)
+        sim["neighbor_idx"] = ids[sim["neighbor_idx"].to_numpy()].astype(np.int32)
+        frames.append(sim)
+    sim = pd.concat(frames, ignore_index=True)
     path = write_partition(sim, settings.lake, "similar_items", run_date)
     return {"path": str(path), "rows": len(sim)}
 
@@ -415,17 +527,29 @@ def model_version(model_dir: str) -> str:
     return f"{p.parent.name}/{p.name}"
 
 
-def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | None = None,
-              rating_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """Candidates for every user, ranked by the serving model; writes ``recommendations``.
+COLD_START_NOTE = " (new here: chosen by your profile)"
+"""Appended to the reason of every recommendation the two-tower model ranked (the serving rule, visible)."""
 
-    Candidates come from CF neighbours of recent items and popular items; the
-    ranking model (:func:`serving_model_dir`) scores them.
+
+def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | None = None,
+              rating_dir: str | None = None, tower_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Candidates for every user, ranked by the model that serves them; writes ``recommendations``.
+
+    Serving rule (per user):
+
+    * a **cold-start user** (at most ``cold_start_max_ratings`` training ratings, none
+      included) is served by the two-tower model when it was trained (``tower_dir``):
+      candidates are the two-tower neighbours of their recent items, the items nearest
+      their profile embedding (which reaches items nobody has rated yet) and popular
+      items, ranked by ``v_u . v_m``; each reason ends with :data:`COLD_START_NOTE`;
+    * everybody else: CF neighbours of their recent items and popular items, ranked by
+      the serving model (:func:`serving_model_dir`).
     """
     from recsys.models.baselines import Popularity
     from recsys.models.io import load_model
+    from recsys.models.two_tower import TwoTowerModel
     from recsys.ranking.rank import rank_candidates
-    from recsys.retrieval.candidates import build_candidates
+    from recsys.retrieval.candidates import build_candidates, profile_candidates
     from recsys.retrieval.similar import neighbor_matrix
 
     serving = serving_model_dir(settings, cf_dir, ranker_dir, rating_dir)
@@ -439,19 +563,33 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
     popular = Popularity().fit(train["user_idx"].to_numpy(), train["item_idx"].to_numpy(), train["rating"].to_numpy(),
                                model.n_users, n_items).ranking()  # fmt: skip
     popular = popular[np.isin(popular, items["item_idx"].to_numpy())]
-    cand = build_candidates(
-        users["user_idx"].to_numpy(),
-        ratings[["user_idx", "item_idx", "ts"]],
-        neighbor_matrix(sim[sim["source"] == "cf"], n_items, settings.n_neighbors),
-        popular,
-        n_recent=settings.n_recent,
-        n_popular=settings.n_popular,
-    )
+    everyone = users["user_idx"].to_numpy()
+    history = ratings[["user_idx", "item_idx", "ts"]]
     titles = dict(zip(items["item_idx"].astype(int), items["title"], strict=True))
-    recs = rank_candidates(cand, model.predict, top_k=settings.top_k, titles=titles)
+    n_train = np.bincount(train["user_idx"].to_numpy(), minlength=int(everyone.max(initial=-1)) + 1)
+    cold = (n_train[everyone] <= settings.cold_start_max_ratings) if tower_dir else np.zeros(everyone.size, bool)
+    cand = build_candidates(everyone[~cold], history, neighbor_matrix(sim[sim["source"] == "cf"], n_items,
+                            settings.n_neighbors), popular, n_recent=settings.n_recent, n_popular=settings.n_popular)  # fmt: skip
+    frames = [rank_candidates(cand, model.predict, top_k=settings.top_k, titles=titles)]
+    n_cand = len(cand)
+    if cold.any():
+        tower = TwoTowerModel.load(Path(tower_dir))
+        catalogue = np.zeros(tower.n_items, dtype=bool)
+        catalogue[items["item_idx"].to_numpy()] = True
+        profile = profile_candidates(everyone[cold], tower.score_users, history, settings.n_popular,
+                                     catalogue=catalogue)  # fmt: skip
+        cold_cand = build_candidates(everyone[cold], history, neighbor_matrix(sim[sim["source"] == "two_tower"],
+                                     tower.n_items, settings.n_neighbors), popular, n_recent=settings.n_recent,
+                                     n_popular=settings.n_popular, extra=profile)  # fmt: skip
+        cold_recs = rank_candidates(cold_cand, tower.score, top_k=settings.top_k, titles=titles)
+        cold_recs["reason"] = cold_recs["reason"] + COLD_START_NOTE
+        frames.append(cold_recs)
+        n_cand += len(cold_cand)
+    recs = pd.concat(frames, ignore_index=True).sort_values(["user_idx", "rank"], kind="stable").reset_index(drop=True)
     path = write_partition(recs, settings.lake, "recommendations", run_date)
     return {"path": str(path), "rows": len(recs), "users": int(recs["user_idx"].nunique()),
-            "candidates_per_user": len(cand) / max(len(users), 1), "model_version": model_version(serving)}  # fmt: skip
+            "candidates_per_user": n_cand / max(len(users), 1), "cold_start_users": int(cold.sum()),
+            "model_version": model_version(serving)}  # fmt: skip
 
 
 def publish(settings: Settings, run_date: str, run_id: str, metrics: dict[str, Any], generated_at: str,
@@ -535,7 +673,9 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
         name = Path(d).parent.name
         curves[f"{name}: train loss"] = model.history.get("loss", [])
         if model.history.get("val_rmse"):
-            curves[f"{name}: test RMSE"] = model.history["val_rmse"]
+            # The run's models check the test split each epoch; the two-tower model its validation hold-out.
+            held = "validation" if name == "two_tower" else "test"
+            curves[f"{name}: {held} RMSE"] = model.history["val_rmse"]
     counts = {}
     for name in (*GATED_TABLES, "similar_items", "recommendations"):
         try:
@@ -545,7 +685,7 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
     bars = {
         "Test RMSE: rating models vs baselines (lower is better)": {
             label: metrics[key]
-            for label, key in (("AutoRec", "autorec_test_rmse"), ("CF", "cf_test_rmse"),
+            for label, key in (("AutoRec", "autorec_test_rmse"), ("CF", "cf_test_rmse"), ("two-tower", "two_tower_test_rmse"),
                                ("item mean", "item_mean_test_rmse"), ("global mean", "global_mean_test_rmse"))  # fmt: skip
             if key in metrics
         }
@@ -553,8 +693,8 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
     k = int(metrics.get("k", settings.top_k))
     for metric in ("ndcg", "precision", "recall", "map"):
         row = {label: metrics[f"{prefix}_{metric}"] for label, prefix in
-               (("ranker (implicit CF)", "ranker"), ("AutoRec", "autorec"), ("explicit CF", "cf"),
-                ("popularity", "popularity"))
+               (("ranker (CF + EASE)", "ranker"), ("AutoRec", "autorec"), ("explicit CF", "cf"),
+                ("two-tower", "two_tower"), ("popularity", "popularity"))
                if f"{prefix}_{metric}" in metrics}  # fmt: skip
         if row:
             bars[f"Test {metric.upper() if metric != 'precision' else 'precision'}@{k} (higher is better)"] = row
@@ -597,8 +737,8 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
 
     Args:
         overrides: Settings given as DAG params (``None`` / empty values are ignored);
-            ``synthetic_<field>``, ``cf_<field>``, ``autorec_<field>`` and ``ranker_<field>`` set the
-            nested configs.
+            ``synthetic_<field>``, ``cf_<field>``, ``autorec_<field>``, ``ranker_<field>`` and
+            ``two_tower_<field>`` set the nested configs.
         run_date: The ``run_date`` param, ``YYYY-MM-DD``, or empty.
         fallback_date: The run's logical date or, failing that, its ``run_after``.
 
@@ -615,13 +755,13 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
     else:
         raise ValueError("no run date: give the run_date param or a logical date")
     clean: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {"synthetic": {}, "cf": {}, "autorec": {}, "ranker": {}}
+    nested: dict[str, dict[str, Any]] = {"synthetic": {}, "cf": {}, "autorec": {}, "ranker": {}, "two_tower": {}}
     for key, value in overrides.items():
         if value in (None, ""):
             continue
-        prefix, _, rest = key.partition("_")
-        if prefix in nested and rest:
-            nested[prefix][rest] = value
+        prefix = next((p for p in nested if key.startswith(f"{p}_") and len(key) > len(p) + 1), None)
+        if prefix is not None:
+            nested[prefix][key[len(prefix) + 1 :]] = value
         else:
             clean[key] = value
     if nested["synthetic"]:
@@ -632,6 +772,8 @@ def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: 
         clean["autorec"] = AutoRecConfig(**nested["autorec"])
     if nested["ranker"]:
         clean["ranker"] = RankerConfig(**nested["ranker"])
+    if nested["two_tower"]:
+        clean["two_tower"] = TwoTowerConfig(**nested["two_tower"])
     settings = Settings(**clean)
     run_id = run_id_for(settings.dataset, date)
     return {

@@ -31,6 +31,10 @@ def load_model(path: Path | str) -> Any:
         from recsys.models.autorec import AutoRecModel
 
         return AutoRecModel.load(path)
+    if kind == "TwoTowerParams":
+        from recsys.models.two_tower import TwoTowerModel
+
+        return TwoTowerModel.load(path)
     if kind == "EASEParams":
         from recsys.models.ease import EASEModel
 

@@ -19,6 +19,8 @@ def reason_text(source: str, anchor_title: str | None) -> str:
         return f"because you rated {anchor_title}"
     if source == "popular":
         return "popular with other viewers"
+    if source == "profile":
+        return "matches your profile"
     return "recommended for you"
 
 

@@ -4,22 +4,59 @@ Sources (each row records which one proposed the item):
 
 * ``similar``: the nearest items of each of the user's ``n_recent`` most
   recently rated items (``anchor_idx`` is that rated item);
+* ``profile``: the items nearest to the user's embedding (the two-tower model's
+  retrieval, :func:`profile_candidates`; it reaches items nobody has rated yet);
 * ``popular``: the most popular items of the training data the user has not seen.
 
 When two sources propose the same item, the ``similar`` row wins (it carries
-the more specific reason), and among anchors the more recent one wins.
+the more specific reason), then ``profile``, then ``popular``; among anchors the
+more recent one wins.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-SOURCE_PRIORITY = {"similar": 0, "popular": 1}
+SOURCE_PRIORITY = {"similar": 0, "profile": 1, "popular": 2}
+
+
+def profile_candidates(users: np.ndarray, score_users: Callable[[np.ndarray], np.ndarray], history: pd.DataFrame,
+                       n: int, *, catalogue: np.ndarray | None = None, block: int = 2048) -> pd.DataFrame:  # fmt: skip
+    """Each user's ``n`` best unseen items by a model's scores over the whole catalogue.
+
+    Args:
+        users: ``[n_users]`` user indices.
+        score_users: ``user_idx [b] -> [b, n_items]`` scores (e.g. two-tower dot products).
+        history: (user_idx, item_idx, ...) pairs the users rated (never candidates).
+        n: Items per user.
+        catalogue: ``[n_items]`` bool, items that may be proposed (default: all).
+        block: Users scored at once (bounds the ``[block, n_items]`` matrix).
+
+    Returns:
+        (user_idx, item_idx, source="profile", anchor_idx=-1, order) rows, ``order`` = rank by score.
+    """
+    from recsys.evaluation.metrics import top_k_items
+
+    cols = ["user_idx", "item_idx", "source", "anchor_idx", "order"]
+    frames = []
+    seen = history.groupby("user_idx")["item_idx"].apply(lambda s: s.to_numpy()).to_dict()
+    for s in range(0, users.size, block):
+        b = users[s : s + block]
+        scores = np.asarray(score_users(b), dtype=np.float64)
+        if catalogue is not None:
+            scores[:, ~catalogue] = -np.inf
+        top = top_k_items(scores, n, exclude=[seen.get(int(u), np.zeros(0, np.int64)) for u in b])
+        rows, ranks = np.nonzero(top >= 0)
+        frames.append(pd.DataFrame({"user_idx": b[rows], "item_idx": top[rows, ranks], "order": ranks}))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"user_idx": [], "item_idx": [], "order": []})
+    return out.assign(source="profile", anchor_idx=-1).astype({"user_idx": np.int64, "item_idx": np.int64,
+                                                                "order": np.int64})[cols]  # fmt: skip
 
 
 def recent_items(history: pd.DataFrame, n_recent: int) -> pd.DataFrame:
@@ -85,6 +122,7 @@ def build_candidates(
     *,
     n_recent: int,
     n_popular: int,
+    extra: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Candidates for every user of ``users``.
 
@@ -95,6 +133,8 @@ def build_candidates(
         popular: Item indices, most popular first.
         n_recent: Recent items per user that seed ``similar`` candidates.
         n_popular: Unseen popular items per user.
+        extra: More candidate rows (user_idx, item_idx, source, anchor_idx, order), e.g.
+            :func:`profile_candidates`; deduplicated with the others by :data:`SOURCE_PRIORITY`.
 
     Returns:
         (user_idx, item_idx, source, anchor_idx) with anchor_idx -1 for ``popular``;
@@ -114,7 +154,7 @@ def build_candidates(
     sim = sim[sim["item_idx"] >= 0]
     seen = history[["user_idx", "item_idx"]].assign(_seen=True)
     pop = popular_unseen(users, history, popular, n_popular)
-    cand = pd.concat([sim, pop], ignore_index=True)
+    cand = pd.concat([sim, pop, *([extra] if extra is not None and len(extra) else [])], ignore_index=True)
     cand = cand.merge(seen, on=["user_idx", "item_idx"], how="left")
     cand = cand[cand["_seen"].isna()].drop(columns="_seen")
     cand["_p"] = cand["source"].map(SOURCE_PRIORITY)

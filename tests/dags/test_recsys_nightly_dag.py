@@ -43,7 +43,8 @@ def test_policy(dagbag) -> None:
 def test_params_for_ui_triggers(dagbag) -> None:
     params = dagbag.dags["recsys_nightly"].params
     for name in ("run_date", "dataset", "top_k", "seed", "synthetic_n_users", "synthetic_n_items", "ranking_model",
-                 "rating_model", "tune", "tune_trials", "cf_epochs", "autorec_epochs", "ranker_epochs"):
+                 "rating_model", "tune", "tune_trials", "cf_epochs", "autorec_epochs", "ranker_epochs",
+                 "cold_start_model", "cold_start_max_ratings", "two_tower_epochs"):
         assert name in params
     assert params["top_k"] == 10
     assert params["dataset"] == "synthetic"
@@ -66,6 +67,11 @@ def test_structure(dagbag) -> None:
         ("train_autorec", "recommend"),
         ("train_autorec", "publish"),
         ("train_autorec", "report"),
+        ("tune", "train_two_tower"),
+        ("train_two_tower", "similar_items"),
+        ("train_two_tower", "recommend"),
+        ("train_two_tower", "publish"),
+        ("train_two_tower", "report"),
         ("train_cf", "similar_items"),
         ("similar_items", "recommend"),
         ("train_ranker", "recommend"),
@@ -75,13 +81,13 @@ def test_structure(dagbag) -> None:
     }
     assert expected <= edges
     # the models train in parallel: none waits for another
-    trainers = ("train_cf", "train_autorec", "train_ranker")
+    trainers = ("train_cf", "train_autorec", "train_ranker", "train_two_tower")
     for a in trainers:
         upstream = dag.get_task(a).get_flat_relative_ids(upstream=True)
         assert not upstream & set(trainers), (a, upstream)
     assert {t.task_id for t in dag.tasks} == {
         "resolve", "ingest_args", "build_tables_args", "ingest", "build_tables", "validate",
-        "tune", "train_cf", "train_autorec", "train_ranker", "similar_items", "recommend", "publish", "report",
+        "tune", "train_cf", "train_autorec", "train_ranker", "train_two_tower", "similar_items", "recommend", "publish", "report",
     }  # fmt: skip
     assert dag.get_task("ingest").task_type == "SparkSubmitOperator"
     assert dag.get_task("build_tables").task_type == "SparkSubmitOperator"

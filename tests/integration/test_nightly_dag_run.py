@@ -25,7 +25,8 @@ from tests.conftest import write_ml100k_layout
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.slow]
 
 DATE = "2026-11-27"
-CONF = {"dataset": "synthetic", "synthetic_n_users": 150, "synthetic_n_items": 120, "top_k": 10, "cf_epochs": 10}
+CONF = {"dataset": "synthetic", "synthetic_n_users": 150, "synthetic_n_items": 120, "top_k": 10, "cf_epochs": 10,
+        "two_tower_epochs": 8}
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +93,25 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
     with open_store(Settings(home=home).resolved_store_url) as store:
         sims = store.read_similar_items()
         runs = store.list_runs()
-    assert (sims.groupby("item_id").size() == 10).all()
+    assert (sims.groupby(["item_id", "source"]).size() == 10).all()
+    assert set(sims["source"]) == {"cf", "two_tower"} and sims.groupby("source")["item_id"].nunique()["two_tower"] == 120
+    # The two-tower model: trained next to the others from the feature tables, with its artifacts.
+    tower_dir = home / "models" / "synthetic" / "two_tower" / "synthetic_20261127"
+    for name in ("two_tower.keras", "preprocessing.json", "user_embeddings.parquet", "item_embeddings.parquet",
+                 "metrics.json", "manifest.json"):  # fmt: skip
+        assert (tower_dir / name).is_file(), name
+    tower = json.loads((tower_dir / "metrics.json").read_text())
+    assert tower["two_tower_test_rmse"] < 1.2 * metrics["item_mean_test_rmse"], tower
+    assert tower["two_tower_examples_per_second"] > 0 and 0 <= tower["two_tower_ndcg"] <= 1
+    assert json.loads((tower_dir / "manifest.json").read_text())["params"]["layers"] == [256, 128, 32]
     run = runs.set_index("run_id").loc["synthetic_20261127"]
     assert run["status"] == "published" and run["model_version"] == "ranker/synthetic_20261127"
     # every evaluation metric of the run is in the store's runs table
     assert run["metrics"]["ranker_ndcg"] == pytest.approx(ranker["ranker_ndcg"])
     assert run["metrics"]["cf_test_rmse"] == pytest.approx(metrics["cf_test_rmse"])
     assert run["metrics"]["autorec_test_rmse"] == pytest.approx(autorec["autorec_test_rmse"])
+    assert run["metrics"]["two_tower_test_rmse"] == pytest.approx(tower["two_tower_test_rmse"])
+    assert "two-tower" in report
 
 
 def test_rerun_same_date_replaces_outputs(home: Path, first_run: pd.DataFrame) -> None:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recsys.ranking.rank import rank_candidates, reason_text
-from recsys.retrieval.candidates import build_candidates, recent_items
+from recsys.retrieval.candidates import build_candidates, profile_candidates, recent_items
 
 NO_NEIGHBORS = np.full((12, 3), -1, dtype=np.int64)
 
@@ -284,3 +284,18 @@ def test_popular_unseen_matches_a_per_user_reference_including_heavy_users():
         expected = [i for i in popular if i not in seen][:n_pop]
         assert got.loc[got["user_idx"] == u, "item_idx"].tolist() == expected, u
     assert (got["source"] == "popular").all() and (got["anchor_idx"] == -1).all()
+
+
+def test_profile_candidates_best_unseen_items_in_the_catalogue_and_their_priority():
+    scores = np.array([[0.9, 0.8, 0.1, 0.7, 0.5], [0.1, 0.2, 0.3, 0.4, 0.5]])
+    history = pd.DataFrame({"user_idx": [0], "item_idx": [0], "ts": [1]})
+    catalogue = np.array([True, True, True, False, True])  # item 3 is not offered
+    prof = profile_candidates(np.array([0, 1]), lambda u: scores[u], history, 2, catalogue=catalogue, block=1)
+    assert prof[["user_idx", "item_idx", "order"]].values.tolist() == [[0, 1, 0], [0, 4, 1], [1, 4, 0], [1, 2, 1]]
+    assert set(prof["source"]) == {"profile"} and (prof["anchor_idx"] == -1).all()
+    # Merged with the other sources: a popular item the profile also proposes keeps the profile reason.
+    cand = build_candidates(np.array([0, 1]), history, np.full((5, 1), -1), np.array([4, 2]), n_recent=1,
+                            n_popular=2, extra=prof)  # fmt: skip
+    got = {(u, i): s for u, i, s in cand[["user_idx", "item_idx", "source"]].itertuples(index=False)}
+    assert got == {(0, 1): "profile", (0, 4): "profile", (0, 2): "popular", (1, 4): "profile", (1, 2): "profile"}
+    assert reason_text("profile", None) == "matches your profile"

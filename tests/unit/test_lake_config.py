@@ -245,7 +245,8 @@ def test_nested_overrides_land_in_nested_settings(clean_env):
     run = resolve_run(
         {"synthetic_n_users": 500, "cf_epochs": "3", "ranker_loss": "logistic", "top_k": 5, "seed": None,
          "n_popular": "", "dataset": "", "tune": True, "tune_trials": "7", "autorec_epochs": 9,
-         "ranker_ease_weight": 0.25, "rating_model": "mf"},
+         "ranker_ease_weight": 0.25, "rating_model": "mf", "two_tower_epochs": 4, "two_tower_layers": [64, 16],
+         "cold_start_max_ratings": 3},
         "2026-11-27",
         None,
     )
@@ -258,6 +259,7 @@ def test_nested_overrides_land_in_nested_settings(clean_env):
     assert run["tune"] == {"enabled": True, "trials": 7} and "tune" not in s
     assert s["autorec"]["epochs"] == 9 and s["autorec"]["hidden"] == AutoRecParams.hidden
     assert s["ranker"]["ease_weight"] == 0.25 and s["rating_model"] == "mf"
+    assert s["two_tower"]["epochs"] == 4 and s["two_tower"]["layers"] == [64, 16] and s["cold_start_max_ratings"] == 3
     assert s["top_k"] == 5
     assert s["seed"] == 42 and s["n_popular"] == 50 and s["dataset"] == "synthetic"  # None / "" ignored
     assert "synthetic_n_users" not in s and "cf_epochs" not in s
