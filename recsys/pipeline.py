@@ -207,6 +207,25 @@ def _write_model(settings: Settings, name: str, run_id: str, run_date: str, mode
     return out
 
 
+def _test_metrics(model: Any, split: Any, prefix: str, k: int) -> dict[str, float]:
+    """``<prefix>_test_rmse``/``_mae`` (rating models) and ``<prefix>_<ranking metric>`` of ``model`` on the test split.
+
+    Protocol of :func:`recsys.evaluation.protocol.evaluate`; popularity bias is measured against
+    the popularity baseline's lists. Empty when the split has no test ratings.
+    """
+    from recsys.evaluation.protocol import evaluate, ranked_lists
+    from recsys.models.baselines import Popularity
+
+    if not len(split.test[0]):
+        return {}
+    pop_lists, _ = ranked_lists(Popularity().fit(*split.train, split.n_users, split.n_items), split, k=k)
+    ev = evaluate(model, split, k=k, popularity_lists=pop_lists)
+    out = {f"{prefix}_test_rmse": ev.pop("rmse"), f"{prefix}_test_mae": ev.pop("mae")} if "rmse" in ev else {}
+    out.update(_prefixed(prefix, {key: v for key, v in ev.items() if key in _RANKING_KEYS}))
+    out[f"{prefix}_users_evaluated"] = float(ev.get("n_users", 0))
+    return out
+
+
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
     """``{prefix_key: value}`` of the finite numbers (a metric without data, NaN, is left out: JSON has no NaN)."""
     return {f"{prefix}_{k}": float(v) for k, v in values.items() if isinstance(v, (int, float)) and np.isfinite(v)}
@@ -223,8 +242,7 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
     Returns:
         ``{"model_dir": ..., "metrics": {...}}``.
     """
-    from recsys.evaluation.protocol import evaluate, ranked_lists
-    from recsys.models.baselines import GlobalMean, ItemMean, Popularity
+    from recsys.models.baselines import GlobalMean, ItemMean
     from recsys.models.cf import fit_cf, rmse
 
     start = time.monotonic()
@@ -241,11 +259,8 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
         "n_test": float(len(split.test[0])),
         "k": float(settings.top_k),
     }
+    metrics.update(_test_metrics(model, split, "cf", settings.top_k))
     if len(split.test[0]):
-        pop_lists, _ = ranked_lists(Popularity().fit(*split.train, split.n_users, split.n_items), split, k=settings.top_k)
-        ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
-        metrics["cf_test_rmse"], metrics["cf_test_mae"] = ev.pop("rmse"), ev.pop("mae")
-        metrics.update(_prefixed("cf", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
         for name, base in (("item_mean", ItemMean()), ("global_mean", GlobalMean())):
             metrics[f"{name}_test_rmse"] = rmse(base.fit(tu, ti, ty, split.n_users, split.n_items).predict(*split.test[:2]),
                                                 split.test[2])  # fmt: skip
@@ -269,9 +284,7 @@ def train_autorec(settings: Settings, run_date: str, run_id: str, *, progress: b
     """
     if settings.rating_model != "autorec":
         return {"skipped": True, "model_dir": None, "metrics": {}}
-    from recsys.evaluation.protocol import evaluate, ranked_lists
     from recsys.models.autorec import fit_autorec
-    from recsys.models.baselines import Popularity
     from recsys.models.cf import rmse
 
     start = time.monotonic()
@@ -282,12 +295,7 @@ def train_autorec(settings: Settings, run_date: str, run_id: str, *, progress: b
                         validation=split.test if len(split.test[0]) else None, progress=progress)  # fmt: skip
     metrics: dict[str, float] = {"autorec_fit_seconds": time.monotonic() - start,
                                  "autorec_train_rmse": rmse(model.predict(tu, ti), ty)}  # fmt: skip
-    if len(split.test[0]):
-        popularity = Popularity().fit(*split.train, split.n_users, split.n_items)
-        pop_lists, _ = ranked_lists(popularity, split, k=settings.top_k)
-        ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
-        metrics["autorec_test_rmse"], metrics["autorec_test_mae"] = ev.pop("rmse"), ev.pop("mae")
-        metrics.update(_prefixed("autorec", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
+    metrics.update(_test_metrics(model, split, "autorec", settings.top_k))
     metrics["autorec_seconds"] = time.monotonic() - start
     out = _write_model(settings, "autorec", run_id, run_date, model, metrics, extra, split)
     logger.info("autorec metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
@@ -337,8 +345,6 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
     """
     if settings.cold_start_model != "two_tower":
         return {"skipped": True, "model_dir": None, "metrics": {}}
-    from recsys.evaluation.protocol import evaluate, ranked_lists
-    from recsys.models.baselines import Popularity
     from recsys.models.two_tower import TwoTowerParams, fit_two_tower, holdout_chunks, parquet_chunks
 
     start = time.monotonic()
@@ -363,11 +369,7 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
         "two_tower_examples_per_second": n_fit * epochs / max(fit_seconds, 1e-9),
         "cold_start_users": float((n_train <= settings.cold_start_max_ratings).sum()),
     }
-    if len(split.test[0]):
-        pop_lists, _ = ranked_lists(Popularity().fit(*split.train, split.n_users, split.n_items), split, k=settings.top_k)
-        ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
-        metrics["two_tower_test_rmse"], metrics["two_tower_test_mae"] = ev.pop("rmse"), ev.pop("mae")
-        metrics.update(_prefixed("two_tower", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
+    metrics.update(_test_metrics(model, split, "two_tower", settings.top_k))
     metrics["two_tower_seconds"] = time.monotonic() - start
     extra = {"validation_fraction": config.validation_fraction, "input_dims": {"user": pre.user_dim, "item": pre.item_dim},
              "feature_tables": [f"user_features/run_date={run_date}", f"item_features/run_date={run_date}"]}  # fmt: skip
@@ -394,7 +396,6 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     Returns:
         ``{"model_dir": ..., "metrics": {...}}``.
     """
-    from recsys.evaluation.protocol import evaluate, ranked_lists
     from recsys.models.baselines import Popularity
     from recsys.models.blend import blend
     from recsys.models.ease import EASEParams, fit_ease
@@ -419,17 +420,12 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     n_pos = np.unique(pu.astype(np.int64) * split.n_items + pi).size
     metrics: dict[str, float] = {"ranker_fit_seconds": time.monotonic() - start, "n_positives": float(n_pos),
                                  "k": float(settings.top_k)}  # fmt: skip
+    metrics.update(_test_metrics(model, split, "ranker", settings.top_k))
     if len(split.test[0]):
-        popularity = Popularity().fit(*split.train, split.n_users, split.n_items)
-        pop_lists, _ = ranked_lists(popularity, split, k=settings.top_k)
-        ev = evaluate(model, split, k=settings.top_k, popularity_lists=pop_lists)
-        metrics.update(_prefixed("ranker", {k: v for k, v in ev.items() if k in _RANKING_KEYS}))
         if model is not factorisation:
-            alone = evaluate(factorisation, split, k=settings.top_k, popularity_lists=pop_lists)
-            metrics["ranker_cf_ndcg"] = float(alone["ndcg"])
-        pop = evaluate(popularity, split, k=settings.top_k, popularity_lists=pop_lists)
-        metrics.update(_prefixed("popularity", {k: v for k, v in pop.items() if k in _RANKING_KEYS}))
-        metrics["ranker_users_evaluated"] = float(ev["n_users"])
+            metrics["ranker_cf_ndcg"] = _test_metrics(factorisation, split, "cf", settings.top_k)["cf_ndcg"]
+        popularity = Popularity().fit(*split.train, split.n_users, split.n_items)
+        metrics.update(_test_metrics(popularity, split, "popularity", settings.top_k))
     metrics["ranker_seconds"] = time.monotonic() - start
     out = _write_model(settings, "ranker", run_id, run_date, model, metrics, extra, split)
     logger.info("ranker metrics: %s", {k: round(v, 4) for k, v in metrics.items()})

@@ -47,14 +47,14 @@ from pathlib import Path
 import numpy as np
 
 from recsys.models.baselines import item_means
-from recsys.models.cf import BestEpoch, params_from_dict, progress_bar, rmse
-from recsys.models.io import read_params, write_params
+from recsys.models.cf import BestEpoch, progress_bar, rmse
+from recsys.models.io import FromDict, read_params, write_params
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class AutoRecParams:
+class AutoRecParams(FromDict):
     """Hyper-parameters of item-based AutoRec.
 
     Defaults were chosen on a validation split carved from MovieLens 100K u1's
@@ -89,10 +89,6 @@ class AutoRecParams:
     rating_max: float = 5.0
     seed: int = 42
 
-    @classmethod
-    def from_dict(cls, values: dict) -> AutoRecParams:
-        """Build from a dict, ignoring keys that are not fields."""
-        return params_from_dict(cls, values)
 
 
 @dataclass

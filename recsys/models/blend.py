@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.models.cf import params_from_dict
-from recsys.models.io import load_model, read_params, write_params
+from recsys.models.io import FromDict, load_model, read_params, write_params
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ SCALE_SAMPLE_USERS = 2000
 
 
 @dataclass(frozen=True)
-class BlendParams:
+class BlendParams(FromDict):
     """What a blend is made of.
 
     Attributes:
@@ -50,10 +49,6 @@ class BlendParams:
     weights: tuple[float, ...] = ()
     scales: tuple[float, ...] = ()
 
-    @classmethod
-    def from_dict(cls, values: dict) -> BlendParams:
-        """Build from a dict (lists become tuples), ignoring keys that are not fields."""
-        return params_from_dict(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass

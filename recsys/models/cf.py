@@ -33,28 +33,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from recsys.models.baselines import item_means
-from recsys.models.io import read_params, write_params
+from recsys.models.io import FromDict, read_params, write_params
 
 logger = logging.getLogger(__name__)
 
 Loss = Literal["mse", "logistic", "softmax"]
 
 
-def params_from_dict(cls: type, values: dict) -> object:
-    """An instance of dataclass ``cls`` from ``values``, ignoring keys that are not its fields."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
 @dataclass(frozen=True)
-class CFParams:
+class CFParams(FromDict):
     """Hyper-parameters of the explicit (``mse``) and binary (``logistic``) models.
 
     Defaults are the values tuned on MovieLens 100K (validation split carved
@@ -91,11 +85,6 @@ class CFParams:
     rating_min: float = 1.0
     rating_max: float = 5.0
     seed: int = 42
-
-    @classmethod
-    def from_dict(cls, values: dict) -> CFParams:
-        """Build from a dict, ignoring keys that are not fields (e.g. a manifest's extras)."""
-        return params_from_dict(cls, values)
 
 
 @dataclass

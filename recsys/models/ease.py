@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.models.cf import params_from_dict
-from recsys.models.io import read_params, write_params
+from recsys.models.io import FromDict, read_params, write_params
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EASEParams:
+class EASEParams(FromDict):
     """Hyper-parameters of EASE.
 
     Attributes:
@@ -43,10 +42,6 @@ class EASEParams:
     l2: float = 300.0
     max_items: int = 30_000
 
-    @classmethod
-    def from_dict(cls, values: dict) -> EASEParams:
-        """Build from a dict, ignoring keys that are not fields."""
-        return params_from_dict(cls, values)
 
 
 @dataclass

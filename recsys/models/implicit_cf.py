@@ -37,13 +37,14 @@ from typing import Literal
 
 import numpy as np
 
-from recsys.models.cf import BestEpoch, CFModel, params_from_dict, progress_bar
+from recsys.models.cf import BestEpoch, CFModel, progress_bar
+from recsys.models.io import FromDict
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ImplicitCFParams:
+class ImplicitCFParams(FromDict):
     """Hyper-parameters (defaults tuned on MovieLens 100K validation splits).
 
     Attributes:
@@ -80,10 +81,6 @@ class ImplicitCFParams:
     init_std: float = 0.01
     seed: int = 42
 
-    @classmethod
-    def from_dict(cls, values: dict) -> ImplicitCFParams:
-        """Build from a dict, ignoring keys that are not fields."""
-        return params_from_dict(cls, values)
 
 
 def fit_implicit_cf(

@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+
+def params_from_dict(cls: type, values: dict) -> Any:
+    """An instance of dataclass ``cls`` from ``values`` (e.g. read from JSON).
+
+    Keys that are not fields are ignored (a manifest's extras); lists become tuples
+    (JSON has no tuples; params fields are never lists).
+    """
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+
+
+class FromDict:
+    """Mixin of params dataclasses: ``from_dict`` through :func:`params_from_dict`."""
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Self:
+        """Build from a dict, ignoring keys that are not fields (lists become tuples)."""
+        return params_from_dict(cls, values)
 
 
 def write_params(path: Path, params: Any, history: dict) -> None:

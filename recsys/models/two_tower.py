@@ -39,8 +39,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.features.tower_inputs import TowerPreprocessor
-from recsys.models.cf import params_from_dict
-from recsys.models.io import read_params, write_params
+from recsys.models.io import FromDict, read_params, write_params
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ Chunks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
 
 @dataclass(frozen=True)
-class TwoTowerParams:
+class TwoTowerParams(FromDict):
     """Hyper-parameters of the two-tower model.
 
     Attributes:
@@ -76,10 +75,6 @@ class TwoTowerParams:
     rating_max: float = 5.0
     seed: int = 42
 
-    @classmethod
-    def from_dict(cls, values: dict) -> TwoTowerParams:
-        """Build from a dict (lists become tuples), ignoring keys that are not fields."""
-        return params_from_dict(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     @property
     def mid(self) -> float:
@@ -330,6 +325,7 @@ def fit_two_tower(
     *,
     validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     progress: bool = False,
+    extra_callbacks: list[Any] | None = None,
 ) -> TwoTowerModel:
     """Train the two towers on streamed ``(user_idx, item_idx, label)`` pairs.
 
@@ -341,6 +337,7 @@ def fit_two_tower(
         preprocessor: The transforms that made ``user_x``/``item_x`` (saved with the model).
         validation: Optional ``(user_idx, item_idx, label)`` for early stopping (held out of ``train``).
         progress: Show Keras' progress bar.
+        extra_callbacks: More Keras callbacks (e.g. a benchmark's epoch timer).
 
     Returns:
         The fitted :class:`TwoTowerModel` (embeddings of every row of ``user_x`` and ``item_x``).
@@ -378,6 +375,7 @@ def fit_two_tower(
                   loss="mse" if mse else "binary_crossentropy")  # fmt: skip
     callbacks: list[Any] = [keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: logger.info(
         "two-tower epoch %d: %s", e + 1, {k: round(float(v), 5) for k, v in (logs or {}).items()}))]  # fmt: skip
+    callbacks += list(extra_callbacks or [])
     if val is not None and params.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience,
                                                        restore_best_weights=True))  # fmt: skip
