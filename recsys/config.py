@@ -71,10 +71,15 @@ class TwoTowerConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_TWO_TOWER_", frozen=True)
 
     layers: tuple[int, ...] = Field(TwoTowerParams.layers, min_length=1, description="units per tower layer")
+    loss: Literal["softmax", "mse", "logistic"] = Field(
+        "softmax", description="softmax: retrieval from positives (what cold-start ranking needs); mse: ratings")
     learning_rate: float = Field(TwoTowerParams.learning_rate, gt=0)
     batch_size: int = Field(TwoTowerParams.batch_size, ge=1)
-    epochs: int = Field(TwoTowerParams.epochs, ge=1)
+    epochs: int = Field(10, ge=1, description="softmax trains exactly this many; the others stop early")
     patience: int = Field(TwoTowerParams.patience, ge=0)
+    negatives: int = Field(TwoTowerParams.negatives, ge=1)
+    cold_dropout: float = Field(0.3, ge=0, le=1, description="share of pairs trained as if the user were new")
+    item_cold_dropout: float = Field(0.1, ge=0, le=1, description="share of items trained as if unrated")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="training ratings held out for early stopping")
 
 
@@ -139,6 +144,8 @@ class Settings(BaseSettings):
             cold-start users with it (and publishes its similar items); ``none`` skips it.
         cold_start_max_ratings: Users with at most this many training ratings (0 included)
             are cold-start users: the two-tower model ranks their candidates.
+        cold_start_popularity_weight: Weight of popularity blended with the two-tower score
+            for cold-start users (:mod:`recsys.models.blend`; 0: the two-tower model alone).
         use_tuned: Train with the parameters of the dataset's last search (``recsys tune``,
             ``models/<dataset>/tuned/``) where present; explicit settings still win.
     """
@@ -175,6 +182,7 @@ class Settings(BaseSettings):
     two_tower: TwoTowerConfig = Field(default_factory=TwoTowerConfig)
     cold_start_model: Literal["two_tower", "none"] = "two_tower"
     cold_start_max_ratings: int = Field(5, ge=0)
+    cold_start_popularity_weight: float = Field(0.3, ge=0, lt=1)
     use_tuned: bool = True
 
     @property

@@ -157,6 +157,33 @@ class TowerPreprocessor:
                  rated.astype(np.float32)[:, None], tags]  # fmt: skip
         return np.concatenate(parts, axis=1)
 
+    def user_history_columns(self) -> np.ndarray:
+        """``[user_dim]`` bool: the columns that come from the user's ratings (all but demographics)."""
+        out = np.ones(self.user_dim, dtype=bool)
+        out[: self.n_demographics] = False
+        return out
+
+    def item_stats_columns(self) -> np.ndarray:
+        """``[item_dim]`` bool: the columns that come from the item's ratings (count, mean, rated flag)."""
+        out = np.zeros(self.item_dim, dtype=bool)
+        start = 2 + self.n_genres
+        out[start : start + 3] = True
+        return out
+
+    def cold_user(self) -> np.ndarray:
+        """``[user_dim]`` the vector of a user without ratings and without demographics."""
+        row = pd.DataFrame({"user_idx": [0], "demographics": [[0.0] * self.n_demographics], "n_ratings": [0],
+                            "mean_rating": pd.array([None], dtype="Float64"),
+                            "genre_mean_rating": [[0.0] * self.n_genres], "genre_counts": [[0.0] * self.n_genres]})  # fmt: skip
+        return self.users(row)[0]
+
+    def cold_item(self) -> np.ndarray:
+        """``[item_dim]`` the vector of an item without ratings (and no year, genres or tags)."""
+        row = pd.DataFrame({"item_idx": [0], "year": pd.array([None], dtype="Int32"),
+                            "genres": [[0.0] * self.n_genres], "n_ratings": [0],
+                            "mean_rating": pd.array([None], dtype="Float64"), "tags": [[]]})  # fmt: skip
+        return self.items(row)[0]
+
     def to_json(self) -> str:
         """Serialise (what :meth:`from_json` reads)."""
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -10,7 +10,19 @@ ReLU between, linear last) to an L2-normalised embedding ``v_u`` / ``v_m``
   ``mid + half * v_u . v_m``, clipped to the scale;
 * binary labels (``loss="logistic"``): ``g(a * v_u . v_m + b)`` with the logistic
   loss (``a``, ``b`` learnt: a dot product of unit vectors alone cannot reach
-  probabilities near 0 or 1).
+  probabilities near 0 or 1);
+* retrieval (``loss="softmax"``): every training pair is a positive, scored
+  against ``negatives`` items drawn uniformly for each batch: the loss is the
+  cross-entropy of ``softmax(s * [v_u . v_pos, v_u . v_neg_1, ...])`` with a learnt
+  scale ``s`` (an accidental hit, a negative equal to the positive, is masked).
+  This learns which items a user chooses (popular ones included), what ranking
+  needs; the rating losses learn how much a user likes what they chose, and rank
+  far worse. ``cold_dropout`` replaces, for that share of the training pairs, the
+  user's rating-history features by those of a user without ratings, and the
+  item's rating statistics by those of an unrated item, so that the towers learn
+  to place cold users and items from side data alone (they never see such inputs
+  otherwise). Trained for ``epochs`` epochs (no early stopping: the warm
+  validation loss is not what cold start needs).
 
 Because a user's embedding is computed from features, not looked up, the model
 scores users and items it never saw in training (cold start), from their side
@@ -53,24 +65,30 @@ class TwoTowerParams(FromDict):
 
     Attributes:
         layers: Units of each tower's Dense layers; the last is the embedding length ``k``.
-        loss: ``mse`` (ratings) or ``logistic`` (0/1 labels).
+        loss: ``mse`` (ratings), ``logistic`` (0/1 labels) or ``softmax`` (retrieval from positives).
         learning_rate: Adam step size.
         batch_size: Pairs per step.
         epochs: Maximum passes over the training pairs.
         patience: Epochs without validation improvement before stopping (0: never stop early).
         shuffle_window: Rows shuffled together while streaming.
+        negatives: Uniformly drawn negative items per batch (``softmax``).
+        cold_dropout: Share of training pairs whose user's rating history is blanked (``softmax``).
+        item_cold_dropout: Share of training (and negative) items whose rating statistics are blanked (``softmax``).
         rating_min: Lower end of the rating scale.
         rating_max: Upper end of the rating scale.
         seed: Seed of initialisation and shuffling.
     """
 
     layers: tuple[int, ...] = (256, 128, 32)
-    loss: Literal["mse", "logistic"] = "mse"
+    loss: Literal["mse", "logistic", "softmax"] = "mse"
     learning_rate: float = 0.001
     batch_size: int = 1024
     epochs: int = 30
     patience: int = 3
     shuffle_window: int = 262_144
+    negatives: int = 512
+    cold_dropout: float = 0.0
+    item_cold_dropout: float = 0.0
     rating_min: float = 1.0
     rating_max: float = 5.0
     seed: int = 42
@@ -234,6 +252,11 @@ class TwoTowerModel:
         return self.params.loss == "mse"
 
     @property
+    def predicts_probabilities(self) -> bool:
+        """True for the ``logistic`` variant; ``softmax`` predicts the dot product (a ranking score)."""
+        return self.params.loss == "logistic"
+
+    @property
     def n_users(self) -> int:
         """Users with an embedding."""
         return self.user_emb.shape[0]
@@ -259,6 +282,8 @@ class TwoTowerModel:
         return float(w.reshape(-1)[0]), float(b.reshape(-1)[0])
 
     def _output(self, dot: np.ndarray) -> np.ndarray:
+        if self.params.loss == "softmax":
+            return dot
         if self.params.loss == "logistic":
             a, b = self._head()
             return 1.0 / (1.0 + np.exp(-(a * dot + b)))
@@ -371,6 +396,14 @@ def fit_two_tower(
         val = val.batch(8192).map(features)
 
     model = build_model(ux.shape[1], ix.shape[1], params)
+    if params.loss == "softmax":
+        history = _fit_softmax(model, train, ux, ix, params, preprocessor, rng, list(extra_callbacks or []))
+        out = TwoTowerModel(model, preprocessor, np.zeros((0, params.layers[-1]), np.float32),
+                            np.zeros((0, params.layers[-1]), np.float32), params, history)  # fmt: skip
+        out.user_emb, out.item_emb = out.embed_users(user_x), out.embed_items(item_x)
+        logger.info("two-tower (softmax) fitted: %d users x %d items, layers %s, %d epochs in %.1fs", out.n_users,
+                    out.n_items, params.layers, params.epochs, time.monotonic() - start)  # fmt: skip
+        return out
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
                   loss="mse" if mse else "binary_crossentropy")  # fmt: skip
     callbacks: list[Any] = [keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: logger.info(
@@ -392,3 +425,64 @@ def fit_two_tower(
     logger.info("two-tower fitted: %d users x %d items, layers %s, %d epochs in %.1fs", out.n_users, out.n_items,
                 params.layers, len(history.get("loss", [])), time.monotonic() - start)  # fmt: skip
     return out
+
+
+def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerParams, preprocessor: TowerPreprocessor,
+                 rng: np.random.Generator, callbacks: list[Any]) -> dict[str, list[float]]:  # fmt: skip
+    """Sampled-softmax training of both towers (see the module docstring); returns ``{"loss": [per epoch]}``."""
+    import keras
+    import tensorflow as tf
+
+    users, items = model.get_layer("user_tower"), model.get_layer("item_tower")
+    n_items = int(ix.shape[0])
+    hist_cols = tf.constant(preprocessor.user_history_columns()[None, :] if preprocessor.user_dim == ux.shape[1]
+                            else np.zeros((1, ux.shape[1]), bool))  # fmt: skip
+    stat_cols = tf.constant(preprocessor.item_stats_columns()[None, :] if preprocessor.item_dim == ix.shape[1]
+                            else np.zeros((1, ix.shape[1]), bool))  # fmt: skip
+    cold_u = tf.constant(preprocessor.cold_user()[None, :] if preprocessor.user_dim == ux.shape[1]
+                         else np.zeros((1, ux.shape[1]), np.float32))  # fmt: skip
+    cold_i = tf.constant(preprocessor.cold_item()[None, :] if preprocessor.item_dim == ix.shape[1]
+                         else np.zeros((1, ix.shape[1]), np.float32))  # fmt: skip
+    log_scale = tf.Variable(np.log(10.0), dtype=tf.float32, name="log_scale")
+    variables = users.trainable_variables + items.trainable_variables + [log_scale]
+    opt = keras.optimizers.Adam(params.learning_rate)
+    def blank(x: tf.Tensor, cols: tf.Tensor, cold: tf.Tensor, seed: tf.Tensor, share: float) -> tf.Tensor:
+        drop = tf.random.stateless_uniform((tf.shape(x)[0], 1), seed=seed) < share
+        return tf.where(drop & cols, cold, x)
+
+    @tf.function(reduce_retracing=True)
+    def step(u: tf.Tensor, i: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        neg = tf.random.stateless_uniform((params.negatives,), seed=seed, maxval=n_items, dtype=tf.int32)
+        u_x = blank(tf.gather(ux, u), hist_cols, cold_u, seed + 1, params.cold_dropout)
+        pos_x = blank(tf.gather(ix, i), stat_cols, cold_i, seed + 2, params.item_cold_dropout)
+        neg_x = blank(tf.gather(ix, neg), stat_cols, cold_i, seed + 3, params.item_cold_dropout)
+        with tf.GradientTape() as tape:
+            vu, vp, vn = users(u_x, training=True), items(pos_x, training=True), items(neg_x, training=True)
+            pos = tf.reduce_sum(vu * vp, axis=1, keepdims=True)
+            negs = tf.matmul(vu, vn, transpose_b=True)
+            negs = tf.where(tf.equal(i[:, None], neg[None, :]), tf.constant(-1e9), negs)  # accidental hits
+            logits = tf.exp(log_scale) * tf.concat([pos, negs], axis=1)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(u), logits))
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    for cb in callbacks:
+        cb.set_model(model)
+    history: dict[str, list[float]] = {"loss": []}
+    n_step = 0
+    for epoch in range(params.epochs):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
+        total, n = 0.0, 0
+        for u, i, _ in _shuffled_batches(train, params.batch_size, params.shuffle_window, rng):
+            seed = tf.constant([params.seed, n_step], dtype=tf.int32)
+            total += float(step(tf.constant(u), tf.constant(i), seed)) * len(u)
+            n += len(u)
+            n_step += 3
+        history["loss"].append(total / max(n, 1))
+        logger.info("two-tower (softmax) epoch %d: loss %.4f, scale %.2f", epoch + 1, history["loss"][-1],
+                    float(tf.exp(log_scale)))  # fmt: skip
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, {"loss": history["loss"][-1]})
+    history["scale"] = [float(tf.exp(log_scale))]
+    return history

@@ -101,16 +101,18 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
                  "metrics.json", "manifest.json"):  # fmt: skip
         assert (tower_dir / name).is_file(), name
     tower = json.loads((tower_dir / "metrics.json").read_text())
-    assert tower["two_tower_test_rmse"] < 1.2 * metrics["item_mean_test_rmse"], tower
-    assert tower["two_tower_examples_per_second"] > 0 and 0 <= tower["two_tower_ndcg"] <= 1
-    assert json.loads((tower_dir / "manifest.json").read_text())["params"]["layers"] == [256, 128, 32]
+    # The retrieval (softmax) variant ranks: above popularity's half at least on this tiny data; no RMSE.
+    assert tower["two_tower_ndcg"] > 0.5 * ranker["popularity_ndcg"], (tower, ranker["popularity_ndcg"])
+    assert tower["two_tower_examples_per_second"] > 0 and "two_tower_test_rmse" not in tower
+    tower_params = json.loads((tower_dir / "manifest.json").read_text())["params"]
+    assert tower_params["layers"] == [256, 128, 32] and tower_params["loss"] == "softmax"
     run = runs.set_index("run_id").loc["synthetic_20261127"]
     assert run["status"] == "published" and run["model_version"] == "ranker/synthetic_20261127"
     # every evaluation metric of the run is in the store's runs table
     assert run["metrics"]["ranker_ndcg"] == pytest.approx(ranker["ranker_ndcg"])
     assert run["metrics"]["cf_test_rmse"] == pytest.approx(metrics["cf_test_rmse"])
     assert run["metrics"]["autorec_test_rmse"] == pytest.approx(autorec["autorec_test_rmse"])
-    assert run["metrics"]["two_tower_test_rmse"] == pytest.approx(tower["two_tower_test_rmse"])
+    assert run["metrics"]["two_tower_ndcg"] == pytest.approx(tower["two_tower_ndcg"])
     assert "two-tower" in report
 
 

@@ -12,10 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.lake import partition_dates, partition_dir, read_partition, table_dir, write_partition
+from recsys.lake import (
+    partition_dates,
+    partition_dir,
+    read_partition,
+    table_dir,
+    write_partition,
+)
+from recsys.models.autorec import AutoRecParams
 from recsys.models.base import Recommender
 from recsys.models.baselines import GlobalMean, ItemMean, Popularity, item_means
-from recsys.models.autorec import AutoRecParams
 from recsys.models.cf import CFParams
 from recsys.models.implicit_cf import ImplicitCFParams
 from recsys.pipeline import resolve_run

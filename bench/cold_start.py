@@ -1,0 +1,584 @@
+"""Cold-start benchmark: the content-based two-tower model against CF (mean normalisation) and popularity.
+
+Protocol (:mod:`recsys.evaluation.cold_start`): per dataset, a seeded cold-start
+split of the ratings holds out 10% of the users entirely (cold users), 10% of the
+items entirely (cold items), and leaves a "few ratings" cohort of 10% of the users
+with 1..5 random training ratings (the rest of theirs is test); everything else
+is training. The feature tables are then built by the pipeline's own Spark
+transforms (:mod:`recsys.features.tables`, :mod:`recsys.features.features`) with
+the ``split`` column of ``ratings`` set to that split, so rating statistics come
+from the training ratings only, and converted to pandas for the model.
+
+Models, each fitted on the training ratings of the split:
+
+* ``two_tower``: :func:`recsys.models.two_tower.fit_two_tower` with the pipeline's
+  settings (:class:`recsys.config.TwoTowerConfig`: the ``softmax`` retrieval loss with
+  cold dropout; ``--two-tower`` overrides), its inputs from
+  :class:`recsys.features.tower_inputs.TowerPreprocessor`; a 10% validation share of the
+  warm users' training ratings is held out (early stopping for the rating losses;
+  :func:`recsys.evaluation.cold_start.carve_validation`; the feature tables use every
+  training rating, as the pipeline's would).
+* ``two_tower_served``: what the pipeline serves cold-start users: the two-tower score
+  blended with popularity (:func:`recsys.models.blend.blend`, weight
+  ``Settings.cold_start_popularity_weight``).
+* ``cf_explicit``: :func:`recsys.models.cf.fit_cf` with ``CFParams()``: a cold user gets
+  the item means ``mu_i + c_i``; every cold item gets the same score.
+* ``popularity``: training counts (every cold item scores 0).
+
+Cohorts (ranking metrics at ``k``; ties broken in a seeded random order shared by the
+models): ``cold_users`` and ``few_ratings_users`` rank the warm catalogue minus their
+training items; ``cold_items``: every non-cold user with test ratings on cold items
+ranks the cold items only. ``coverage`` is the share of the cohort's candidate items
+recommended to someone.
+
+Targets (reported, not asserted): two-tower NDCG@k above popularity's on cold users,
+and the best of the three on cold items. Under them, the cold items' noise: NDCG@k of
+20 random fixed item orders (:func:`random_order_spread`). CF and popularity tie every
+cold item, so they score that distribution's mean; with a few hundred cold items and
+skewed popularity the distribution is wide, and a model must clear its upper end
+before its lead on cold items means anything.
+
+Outputs: one table per dataset on stdout (cohort x model x metric, fit seconds), the
+targets (pass/fail), and in ``--out``: ``cold_start.json`` (everything) and
+``cold_start.html`` (bar charts of NDCG@k per dataset and cohort).
+
+    .venv/bin/python bench/cold_start.py                       # ml-100k and synthetic (3000 x 2000)
+    .venv/bin/python bench/cold_start.py --data ml-100k --out /tmp/cold_start
+    .venv/bin/python bench/cold_start.py --data synthetic --n-users 600 --n-items 300 --cold-items 0.3 \\
+        --two-tower epochs=8,patience=2 --raw-dir /tmp/raw --out /tmp/cold_start_small
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import html
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.config import Settings
+from recsys.evaluation.cold_start import (
+    COHORTS,
+    METRICS,
+    ColdStartSplit,
+    carve_validation,
+    cold_start_split_frame,
+    evaluate_cold_start,
+)
+from recsys.evaluation.svg import bar_chart
+from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
+from recsys.models.baselines import Popularity
+from recsys.models.blend import blend
+from recsys.models.cf import CFParams, fit_cf
+from recsys.models.two_tower import TwoTowerParams, array_chunks, fit_two_tower
+
+logger = logging.getLogger("bench.cold_start")
+
+MODELS: tuple[str, ...] = ("two_tower", "two_tower_served", "cf_explicit", "popularity")
+DATASETS: tuple[str, ...] = ("ml-100k", "synthetic")
+#: Run date of the staged reads (sources quarantine timestamps after its end; the data is older).
+RUN_DATE = "2026-01-01"
+#: Random fixed item orders scored on the cold items to show the cohort's noise (:func:`random_order_spread`).
+RANDOM_ORDERS = 20
+#: Share of the warm users' training ratings the two-tower model validates on (early stopping).
+VALIDATION_FRACTION = 0.1
+
+
+@dataclass
+class Prepared:
+    """One dataset's split and feature tables, ready for the models.
+
+    Attributes:
+        split: The cold-start split.
+        user_features: ``user_features`` rows (pandas), row ``u`` is ``user_idx`` u; grain one user.
+        item_features: ``item_features`` rows (pandas), row ``i`` is ``item_idx`` i; grain one item.
+        train_ratings: Training ``ratings`` rows (``user_idx``, ``item_idx``, ``rating``, ``ts``).
+        item_genres: ``[n_items, n_genres]`` multi-hot genres (from ``item_features``).
+        seconds: Wall time of reading, splitting and building the feature tables.
+    """
+
+    split: ColdStartSplit
+    user_features: pd.DataFrame
+    item_features: pd.DataFrame
+    train_ratings: pd.DataFrame
+    item_genres: np.ndarray
+    seconds: float
+
+
+def staged_tables(spark: Any, dataset: str, *, data_dir: Path, raw_dir: Path, synthetic: dict[str, Any]) -> Any:
+    """The staged tables (:class:`recsys.data.sources.Staged`) of ``dataset``.
+
+    Args:
+        spark: Session.
+        dataset: ``ml-100k`` (or any folder layout :func:`recsys.data.sources.open_source` reads) or ``synthetic``.
+        data_dir: Folder of real data.
+        raw_dir: Cache folder of generated synthetic data (``<raw_dir>/synthetic/<params>``, as ``jobs/ingest.py``).
+        synthetic: Generator parameters (``n_users``, ``n_items``, ``n_groups``, ``mean_ratings_per_user``,
+            ``min_ratings_per_user``, ``seed``).
+    """
+    from recsys.data.sources import SyntheticSource, open_source
+
+    if dataset == "synthetic":
+        key = "_".join(f"{k}={v}" for k, v in synthetic.items())
+        return SyntheticSource(Path(raw_dir) / "synthetic" / key, synthetic).read(spark, run_date=RUN_DATE)
+    return open_source(Path(data_dir), fold=None).read(spark, run_date=RUN_DATE)
+
+
+def prepare(spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] | None = None) -> Prepared:
+    """Id maps and ratings by the pipeline's transforms, the cold-start split, then the feature tables.
+
+    Args:
+        spark: Session.
+        staged: Staged tables of the source.
+        seed: Seed of the split.
+        fractions: Overrides of :func:`recsys.evaluation.cold_start.cold_start_split`'s fractions.
+
+    Returns:
+        The :class:`Prepared` dataset.
+    """
+    from pyspark.sql import functions as F
+
+    from recsys.features import features, tables
+    from schemas import table
+
+    start = time.perf_counter()
+    user_map = tables.update_id_map(None, staged.ratings.select("user_id").unionByName(staged.users.select("user_id")),
+                                    "user_id", "user_idx").cache()  # fmt: skip
+    item_map = tables.update_id_map(None, staged.items.select("item_id"), "item_id", "item_idx").cache()
+    rated, _ = tables.unknown_items(tables.latest_per_pair(staged.ratings), item_map)
+    unsplit = tables.build_ratings(rated.withColumn("split", F.lit("train")), user_map, item_map).toPandas()
+    n_users, n_items = user_map.count(), item_map.count()
+    frame, split = cold_start_split_frame(unsplit.sort_values(["user_idx", "item_idx"], ignore_index=True),
+                                          n_users=n_users, n_items=n_items, seed=seed, **(fractions or {}))  # fmt: skip
+    ratings = spark.createDataFrame(frame[table("ratings").names], schema=table("ratings").spark).cache()
+    items = tables.build_items(staged.items, item_map).cache()
+    users = tables.build_users(staged.users, user_map).cache()
+    vocab = features.build_vocab(items, users).cache()
+    item_features = features.build_item_features(items, ratings, staged.tags, vocab, item_map).toPandas()
+    user_features = features.build_user_features(users, ratings, items, vocab).toPandas()
+    item_features = item_features.sort_values("item_idx", ignore_index=True)
+    user_features = user_features.sort_values("user_idx", ignore_index=True)
+    if not (np.array_equal(item_features["item_idx"], np.arange(n_items))
+            and np.array_equal(user_features["user_idx"], np.arange(n_users))):  # fmt: skip
+        raise ValueError("the feature tables do not hold exactly one row per user_idx / item_idx")
+    for df in (ratings, items, users, vocab, user_map, item_map):
+        df.unpersist()
+    genres = np.stack([np.asarray(g, dtype=np.float32) for g in item_features["genres"]])
+    seconds = time.perf_counter() - start
+    logger.info("prepared %d users x %d items, %d ratings (%s) in %.1fs", n_users, n_items, len(frame),
+                split.summary(), seconds)  # fmt: skip
+    train = frame.loc[split.is_train, ["user_idx", "item_idx", "rating", "ts"]].reset_index(drop=True)
+    return Prepared(split, user_features, item_features, train, genres, seconds)
+
+
+def pipeline_two_tower_params(overrides: dict[str, Any] | None = None) -> TwoTowerParams:
+    """The two-tower parameters the nightly pipeline trains with (its settings' defaults), plus ``overrides``."""
+    return TwoTowerParams.from_dict({**Settings().two_tower.model_dump(), **(overrides or {})})
+
+
+def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, validation_seed: int) -> dict[str, Any]:
+    """Fit the three models on the training ratings; model name -> ``{"model", "fit_seconds", "params", ...}``."""
+    split = data.split
+    tu, ti, tr = split.train
+    out: dict[str, Any] = {}
+
+    t0 = time.perf_counter()
+    pre = TowerPreprocessor.fit(data.user_features, data.item_features)
+    ux = pre.users(data.user_features, recent_genre_mix(data.train_ratings, data.item_genres, split.n_users))
+    ix = pre.items(data.item_features)
+    fit, val = carve_validation(split, fraction=VALIDATION_FRACTION, seed=validation_seed)
+    inputs_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = fit_two_tower(ux, ix, array_chunks(*fit), two_tower, pre, validation=val)
+    out["two_tower"] = {"model": model, "fit_seconds": time.perf_counter() - t0, "inputs_seconds": inputs_seconds,
+                        "params": dataclasses.asdict(two_tower), "history": model.history,
+                        "n_fit": int(fit[0].size), "n_validation": int(val[0].size),
+                        "user_dim": pre.user_dim, "item_dim": pre.item_dim}  # fmt: skip
+
+    t0 = time.perf_counter()
+    model = fit_cf(tu, ti, tr, split.n_users, split.n_items, cf)
+    out["cf_explicit"] = {"model": model, "fit_seconds": time.perf_counter() - t0, "params": dataclasses.asdict(cf)}
+
+    t0 = time.perf_counter()
+    model = Popularity().fit(tu, ti, tr, split.n_users, split.n_items)
+    out["popularity"] = {"model": model, "fit_seconds": time.perf_counter() - t0, "params": {}}
+
+    w = Settings().cold_start_popularity_weight
+    served = blend({"two_tower": out["two_tower"]["model"], "popularity": model}, {"two_tower": 1 - w, "popularity": w},
+                   n_users=split.n_users, seed=validation_seed)  # fmt: skip
+    out["two_tower_served"] = {"model": served, "fit_seconds": out["two_tower"]["fit_seconds"],
+                               "params": {"popularity_weight": w, "scales": list(served.params.scales)}}  # fmt: skip
+    return out
+
+
+class _FixedOrder:
+    """A non-personalised scorer: every user gets the same ``[n_items]`` scores."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+
+    def score_users(self, user_idx: np.ndarray) -> np.ndarray:  # noqa: D102
+        return np.broadcast_to(self.scores, (np.asarray(user_idx).size, self.scores.size))
+
+
+def random_order_spread(split: ColdStartSplit, *, k: int, seed: int, n: int = RANDOM_ORDERS) -> dict[str, float]:
+    """NDCG@k on cold items of ``n`` random fixed item orders (one order for all users): the noise of the cohort.
+
+    The tied baselines score the mean of this distribution (their ties are broken per user); a model that
+    learnt one arbitrary global order lands anywhere in it. Few cold items with skewed popularity make it wide.
+
+    Returns:
+        ``mean``, ``p05``, ``p95`` and ``n``.
+    """
+    rng = np.random.default_rng([seed, 7])
+    values = [evaluate_cold_start(_FixedOrder(rng.random(split.n_items)), split, k=k, seed=seed,
+                                  only=("cold_items",))["cold_items"]["ndcg"] for _ in range(n)]  # fmt: skip
+    return {"mean": float(np.mean(values)), "p05": float(np.quantile(values, 0.05)),
+            "p95": float(np.quantile(values, 0.95)), "n": n}  # fmt: skip
+
+
+def check_targets(metrics: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """The issue's two targets for one dataset (reported, not asserted).
+
+    Args:
+        metrics: Cohort -> model -> metric.
+
+    Returns:
+        One dict per target: ``target``, ``value`` (two-tower NDCG), ``reference`` (the value to beat),
+        ``status`` (``pass`` / ``fail`` / ``n/a``).
+    """
+    def ndcg(cohort: str, model: str) -> float:
+        return metrics.get(cohort, {}).get(model, {}).get("ndcg", math.nan)
+
+    def row(target: str, value: float, reference: float) -> dict[str, Any]:
+        ok = _finite(value) and _finite(reference)
+        return {"target": target, "value": value, "reference": reference,
+                "status": ("pass" if value > reference else "fail") if ok else "n/a"}  # fmt: skip
+
+    others = [v for v in (ndcg("cold_items", m) for m in MODELS if not m.startswith("two_tower")) if _finite(v)]
+    best_other = max(others) if others else math.nan
+    return [
+        row("two_tower NDCG@k > popularity's on cold users", ndcg("cold_users", "two_tower"),
+            ndcg("cold_users", "popularity")),
+        row("two_tower NDCG@k the best of the three on cold items", ndcg("cold_items", "two_tower"), best_other),
+    ]  # fmt: skip
+
+
+def run_dataset(spark: Any, dataset: str, *, data_dir: Path, raw_dir: Path, synthetic: dict[str, Any], k: int,
+                seed: int, two_tower: TwoTowerParams, cf: CFParams,
+                fractions: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Split, build the features, fit and evaluate the three models on one dataset.
+
+    Returns:
+        ``dataset``, ``counts`` (split summary), ``metrics`` (cohort -> model -> metric), ``fit_seconds``
+        (model -> s), ``targets``, ``params``, ``two_tower`` (history, sizes), ``prepare_seconds``.
+    """
+    staged = staged_tables(spark, dataset, data_dir=data_dir, raw_dir=raw_dir, synthetic=synthetic)
+    data = prepare(spark, staged, seed=seed, fractions=fractions)
+    fitted = fit_models(data, two_tower=two_tower, cf=cf, validation_seed=seed)
+    metrics: dict[str, dict[str, dict[str, float]]] = {c: {} for c in COHORTS}
+    for name in MODELS:
+        per_cohort = evaluate_cold_start(fitted[name]["model"], data.split, k=k, seed=seed)
+        for cohort, values in per_cohort.items():
+            metrics[cohort][name] = values
+        logger.info("%s %s: fit %.1fs, NDCG@%d %s", dataset, name, fitted[name]["fit_seconds"], k,
+                    {c: round(v["ndcg"], 4) for c, v in per_cohort.items()})  # fmt: skip
+    spread = random_order_spread(data.split, k=k, seed=seed)
+    tt = fitted["two_tower"]
+    history = tt["history"]
+    two_tower_summary = {"epochs": len(history.get("loss", [])), "best_epoch": (history.get("best_epoch") or [None])[0],
+                         "history": history, "n_fit": tt["n_fit"], "n_validation": tt["n_validation"],
+                         "user_dim": tt["user_dim"], "item_dim": tt["item_dim"],
+                         "inputs_seconds": tt["inputs_seconds"]}  # fmt: skip
+    return {
+        "dataset": dataset,
+        "counts": {**data.split.summary(), "n_users": data.split.n_users, "n_items": data.split.n_items},
+        "metrics": metrics,
+        "fit_seconds": {m: fitted[m]["fit_seconds"] for m in MODELS},
+        "targets": check_targets(metrics),
+        "cold_items_random_order": spread,
+        "params": {m: fitted[m]["params"] for m in MODELS},
+        "two_tower": two_tower_summary,
+        "prepare_seconds": data.seconds,
+    }
+
+
+def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path | None = None,
+                   raw_dir: Path | None = None, synthetic: dict[str, Any] | None = None, k: int = 10, seed: int = 42,
+                   two_tower: TwoTowerParams | None = None, cf: CFParams | None = None,
+                   fractions: dict[str, float] | None = None, spark: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Run every dataset; write ``cold_start.json`` and ``cold_start.html`` into ``out_dir``.
+
+    Args:
+        datasets: Of :data:`DATASETS`.
+        out_dir: Output folder (created).
+        data_dir: MovieLens 100K folder (default :data:`recsys.config.DEFAULT_MOVIELENS_DIR`).
+        raw_dir: Cache of generated synthetic data (default ``<project>/data/raw``).
+        synthetic: Generator parameters (default: the project's :class:`recsys.config.SyntheticConfig`, seed 42).
+        k: Cut-off of the ranking metrics.
+        seed: Seed of the split, the validation share and the tie-breaking order.
+        two_tower: Two-tower parameters (default ``TwoTowerParams()``).
+        cf: CF parameters (default ``CFParams()``).
+        fractions: Overrides of the split's fractions.
+        spark: Session; ``None`` creates a local one (``local[2]``) and stops it at the end.
+
+    Returns:
+        The JSON content: ``datasets`` (name -> :func:`run_dataset` result), ``k``, ``seed``, ``environment``,
+        ``paths``.
+    """
+    from recsys.config import DEFAULT_MOVIELENS_DIR, PROJECT_ROOT, SyntheticConfig
+
+    unknown = sorted(set(datasets) - set(DATASETS))
+    if unknown or not datasets:
+        raise ValueError(f"unknown or no dataset(s) {unknown}; known: {list(DATASETS)}")
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    load_start = os.getloadavg()
+    synthetic = synthetic or {**SyntheticConfig().model_dump(), "seed": 42}
+    own_spark = spark is None
+    if own_spark:
+        from recsys.spark import get_spark
+
+        spark = get_spark("recsys-bench-cold-start", master="local[2]")
+    results: dict[str, Any] = {}
+    try:
+        for dataset in datasets:
+            results[dataset] = run_dataset(
+                spark, dataset, data_dir=Path(data_dir or DEFAULT_MOVIELENS_DIR),
+                raw_dir=Path(raw_dir or PROJECT_ROOT / "data" / "raw"), synthetic=synthetic, k=k, seed=seed,
+                two_tower=two_tower or pipeline_two_tower_params(), cf=cf or CFParams(), fractions=fractions,
+            )  # fmt: skip
+            results[dataset]["synthetic"] = synthetic if dataset == "synthetic" else None
+    finally:
+        if own_spark:
+            spark.stop()
+    env = {**_versions(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+           "loadavg_start": [round(x, 2) for x in load_start], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+           "git": _git_sha(), "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    result: dict[str, Any] = {
+        "datasets": results,
+        "k": k,
+        "seed": seed,
+        "models": list(MODELS),
+        "cohorts": list(COHORTS),
+        "metrics": list(METRICS),
+        "environment": env,
+        "paths": {"json": str(out_dir / "cold_start.json"), "html": str(out_dir / "cold_start.html")},
+    }
+    _write_atomic(out_dir / "cold_start.json", json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
+    _write_atomic(out_dir / "cold_start.html", render_html(result))
+    logger.info("cold-start benchmark: %s in %.1fs; wrote %s", list(datasets), time.perf_counter() - start, out_dir)
+    return result
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _fmt(x: Any, metric: str = "") -> str:
+    if not _finite(x):
+        return "-"
+    return f"{x:.2f}" if metric.endswith("seconds") else f"{x:.4f}"
+
+
+def _header(metric: str, k: int) -> str:
+    return f"{metric}@{k}" if metric in ("ndcg", "precision", "recall", "map", "hit_rate") else metric
+
+
+def format_table(ds: dict[str, Any], k: int) -> str:
+    """Plain aligned text for one dataset: one row per cohort x model, one column per metric, then fit seconds."""
+    head = ["cohort", "model", *(_header(m, k) for m in METRICS), "users", "items", "fit_s"]
+    rows = []
+    for cohort in COHORTS:
+        for model in MODELS:
+            m = ds["metrics"][cohort][model]
+            rows.append([cohort, model, *(_fmt(m.get(c)) for c in METRICS), str(m["n_users"]), str(m["n_candidates"]),
+                         _fmt(ds["fit_seconds"][model], "seconds")])  # fmt: skip
+    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
+
+    def line(cells: list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in pairs)
+
+    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def format_targets(targets: list[dict[str, Any]], spread: dict[str, float] | None = None) -> str:
+    """Targets block: one line per target with its status (and the cold items' random-order spread)."""
+    lines = ["targets (not asserted):"]
+    for t in targets:
+        lines.append(f"  [{t['status'].upper():4}] {t['target']}: {_fmt(t['value'])} vs {_fmt(t['reference'])}")
+    if spread:
+        lines.append(f"  noise: {spread['n']} random fixed item orders score NDCG@k {_fmt(spread['mean'])} on cold "
+                     f"items (5%-95%: {_fmt(spread['p05'])}-{_fmt(spread['p95'])})")
+    return "\n".join(lines)
+
+
+def describe(ds: dict[str, Any]) -> str:
+    """One line: the split's counts and the two-tower training."""
+    c, tt = ds["counts"], ds["two_tower"]
+    return (f"{ds['dataset']}: {c['n_users']} users x {c['n_items']} items; train {c['n_train']}, test {c['n_test']} "
+            f"ratings; {c['n_cold_users']} cold users, {c['n_few_users']} few-ratings users, {c['n_cold_items']} cold "
+            f"items ({c['n_warm_items']} warm), {c['n_double_cold']} cold-user x cold-item ratings (unused); "
+            f"two-tower {tt['epochs']} epochs (best {tt['best_epoch']}), features built in {ds['prepare_seconds']:.1f}s")  # fmt: skip
+
+
+def render_html(result: dict[str, Any]) -> str:
+    """Self-contained page: per dataset, NDCG@k bar charts per cohort, the table and the targets."""
+    k = result["k"]
+    sections = []
+    for name, ds in result["datasets"].items():
+        charts = []
+        for cohort in COHORTS:
+            vals = [ds["metrics"][cohort][m].get("ndcg", math.nan) for m in MODELS]
+            charts.append(bar_chart(list(MODELS), vals, title=f"{name}: NDCG@{k} on {cohort.replace('_', ' ')} "
+                                    "(higher is better)", value_format="{:.4f}"))  # fmt: skip
+        charts.append(bar_chart(list(MODELS), [ds["fit_seconds"][m] for m in MODELS],
+                                title=f"{name}: fit seconds (lower is better)", value_format="{:.2f}"))  # fmt: skip
+        cols = ["cohort", "model", *(_header(m, k) for m in METRICS), "users", "items"]
+        table = ["<table><thead><tr>", *(f"<th>{html.escape(c)}</th>" for c in cols), "</tr></thead><tbody>"]
+        for cohort in COHORTS:
+            for model in MODELS:
+                m = ds["metrics"][cohort][model]
+                cells = [cohort, model, *(_fmt(m.get(c)) for c in METRICS), m["n_users"], m["n_candidates"]]
+                table.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        table.append("</tbody></table>")
+        targets = "".join(f"<li><b>{html.escape(t['status'])}</b> {html.escape(t['target'])}: "
+                          f"{html.escape(_fmt(t['value']))} vs {html.escape(_fmt(t['reference']))}</li>"
+                          for t in ds["targets"])  # fmt: skip
+        r = ds["cold_items_random_order"]
+        targets += (f"<li>noise: {r['n']} random fixed item orders score NDCG@{k} {_fmt(r['mean'])} on cold items "
+                    f"(5%-95%: {_fmt(r['p05'])}-{_fmt(r['p95'])})</li>")
+        sections.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(describe(ds))}</p>"
+                        f"<div class=\"charts\">{''.join(charts)}</div>{''.join(table)}"
+                        f"<h3>Targets (not asserted)</h3><ul>{targets}</ul>")  # fmt: skip
+    env = result["environment"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<title>Cold-start benchmark</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}
+.charts svg{{display:block;margin:1em 0}}</style></head><body>
+<h1>Cold-start benchmark: two-tower vs CF (mean normalisation) vs popularity</h1>
+<p>k = {k}, seed {result['seed']}. Ties are broken in a seeded random order. {env.get('cpu_count')} CPUs (load average
+{html.escape(str(env.get('loadavg_start')))} at start, {html.escape(str(env.get('loadavg_end')))} at the end).</p>
+{''.join(sections)}
+</body></html>
+"""
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for key, dist in (("tensorflow", "tensorflow-cpu"), ("pyspark", "pyspark"), ("numpy", "numpy")):
+        try:
+            out[key] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[key] = None
+    return out
+
+
+def _git_sha() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _jsonable(x: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python, tuples -> lists (strict JSON)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _overrides(text: str) -> dict[str, Any]:
+    """``"epochs=5,learning_rate=0.003,layers=64-32"`` -> dict (``-`` separates tuple items)."""
+    out: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, _, value = part.partition("=")
+        if "-" in value and not value.startswith("-") and "e-" not in value:
+            out[key] = tuple(int(x) for x in value.split("-"))
+        else:
+            out[key] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print one table and the targets per dataset."""
+    from recsys.config import DEFAULT_MOVIELENS_DIR, PROJECT_ROOT, SyntheticConfig
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="ml-100k,synthetic", help=f"comma-separated datasets of {list(DATASETS)}")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_MOVIELENS_DIR, help="MovieLens 100K folder")
+    p.add_argument("--raw-dir", type=Path, default=PROJECT_ROOT / "data" / "raw", help="synthetic data cache")
+    cfg = SyntheticConfig()
+    p.add_argument("--n-users", type=int, default=cfg.n_users, help="synthetic users")
+    p.add_argument("--n-items", type=int, default=cfg.n_items, help="synthetic items")
+    p.add_argument("--data-seed", type=int, default=42, help="seed of the synthetic generator")
+    p.add_argument("--seed", type=int, default=42, help="seed of the split, validation share and tie-breaking")
+    p.add_argument("--k", type=int, default=10, help="cut-off of the ranking metrics")
+    p.add_argument("--cold-users", type=float, default=0.1, help="share of the users held out entirely")
+    p.add_argument("--cold-items", type=float, default=0.1, help="share of the items held out entirely")
+    p.add_argument("--few-users", type=float, default=0.1, help="share of the users kept with 1..5 ratings")
+    p.add_argument("--two-tower", default="", help="TwoTowerParams overrides, e.g. 'epochs=5,learning_rate=0.003'")
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "data" / "reports" / "cold_start", help="output folder")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    synthetic = {**cfg.model_dump(), "n_users": args.n_users, "n_items": args.n_items, "seed": args.data_seed}
+    result = run_cold_start(tuple(x.strip() for x in args.data.split(",") if x.strip()), out_dir=args.out,
+                            data_dir=args.data_dir, raw_dir=args.raw_dir, synthetic=synthetic, k=args.k,
+                            seed=args.seed, two_tower=pipeline_two_tower_params(_overrides(args.two_tower)),
+                            fractions={"cold_user_fraction": args.cold_users, "cold_item_fraction": args.cold_items,
+                                       "few_user_fraction": args.few_users})  # fmt: skip
+    env = result["environment"]
+    print(f"\n{env['cpu_count']} CPUs, load average {env['loadavg_start']} -> {env['loadavg_end']} (timings are noisy)")
+    for ds in result["datasets"].values():
+        print(f"\n{describe(ds)}\n")
+        print(format_table(ds, result["k"]))
+        print()
+        print(format_targets(ds["targets"], ds["cold_items_random_order"]))
+    print(f"\nwrote {result['paths']['json']} and {result['paths']['html']}")
+
+
+if __name__ == "__main__":
+    main()
