@@ -149,33 +149,16 @@ def prepare(spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] |
     Returns:
         The :class:`Prepared` dataset.
     """
-    from pyspark.sql import functions as F
-
-    from recsys.features import features, tables
-    from schemas import table
+    from recsys.evaluation.feature_frames import feature_frames, indexed_ratings
 
     start = time.perf_counter()
-    user_map = tables.update_id_map(None, staged.ratings.select("user_id").unionByName(staged.users.select("user_id")),
-                                    "user_id", "user_idx").cache()  # fmt: skip
-    item_map = tables.update_id_map(None, staged.items.select("item_id"), "item_id", "item_idx").cache()
-    rated, _ = tables.unknown_items(tables.latest_per_pair(staged.ratings), item_map)
-    unsplit = tables.build_ratings(rated.withColumn("split", F.lit("train")), user_map, item_map).toPandas()
-    n_users, n_items = user_map.count(), item_map.count()
-    frame, split = cold_start_split_frame(unsplit.sort_values(["user_idx", "item_idx"], ignore_index=True),
-                                          n_users=n_users, n_items=n_items, seed=seed, **(fractions or {}))  # fmt: skip
-    ratings = spark.createDataFrame(frame[table("ratings").names], schema=table("ratings").spark).cache()
-    items = tables.build_items(staged.items, item_map).cache()
-    users = tables.build_users(staged.users, user_map).cache()
-    vocab = features.build_vocab(items, users).cache()
-    item_features = features.build_item_features(items, ratings, staged.tags, vocab, item_map).toPandas()
-    user_features = features.build_user_features(users, ratings, items, vocab).toPandas()
-    item_features = item_features.sort_values("item_idx", ignore_index=True)
-    user_features = user_features.sort_values("user_idx", ignore_index=True)
-    if not (np.array_equal(item_features["item_idx"], np.arange(n_items))
-            and np.array_equal(user_features["user_idx"], np.arange(n_users))):  # fmt: skip
-        raise ValueError("the feature tables do not hold exactly one row per user_idx / item_idx")
-    for df in (ratings, items, users, vocab, user_map, item_map):
-        df.unpersist()
+    indexed = indexed_ratings(staged)
+    n_users, n_items = indexed.n_users, indexed.n_items
+    frame, split = cold_start_split_frame(indexed.ratings, n_users=n_users, n_items=n_items, seed=seed,
+                                          **(fractions or {}))  # fmt: skip
+    user_features, item_features = feature_frames(spark, staged, indexed, frame)
+    indexed.user_map.unpersist()
+    indexed.item_map.unpersist()
     genres = np.stack([np.asarray(g, dtype=np.float32) for g in item_features["genres"]])
     seconds = time.perf_counter() - start
     logger.info("prepared %d users x %d items, %d ratings (%s) in %.1fs", n_users, n_items, len(frame),

@@ -180,6 +180,60 @@ def _our_specs() -> list[_Spec]:
                                                  "ease": dataclasses.asdict(ep)}, predicts_ratings=False)]  # fmt: skip
 
 
+#: Two-tower rows (warm users; need Spark for the feature tables): the pipeline's retrieval model and the rating one.
+TWO_TOWER: tuple[str, ...] = ("two_tower", "two_tower_mse")
+
+
+def _two_tower_specs(data_dir: Path, spark: Any, splits: list[Split]) -> list[_Spec]:
+    """The content-based two-tower model on each fold's warm users, its inputs built before any timing.
+
+    Per fold, the feature tables come from the fold's training ratings through the pipeline's
+    Spark transforms (:mod:`recsys.evaluation.feature_frames`), are transformed by a
+    :class:`~recsys.features.tower_inputs.TowerPreprocessor` fitted on them and re-indexed to
+    the protocol's indices (MovieLens id - 1). Rows: ``two_tower``, the pipeline's settings
+    (``softmax`` retrieval loss with cold dropout, 10 epochs); ``two_tower_mse``, MSE on
+    ratings (its RMSE), early-stopped on a 10% hash hold-out of the fold's training ratings.
+    """
+    from recsys.config import Settings
+    from recsys.data.sources import open_source
+    from recsys.evaluation.feature_frames import feature_frames, indexed_ratings
+    from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
+    from recsys.models.two_tower import TwoTowerParams, array_chunks, fit_two_tower, holdout_chunks
+
+    staged = open_source(Path(data_dir), fold=None).read(spark, run_date="2026-01-01")
+    indexed = indexed_ratings(staged)
+    r = indexed.ratings
+    n_u, n_i = splits[0].n_users, splits[0].n_items
+    bench_u = r["user_id"].astype(int).to_numpy() - 1
+    bench_i = r["item_id"].astype(int).to_numpy() - 1
+    user_of = np.zeros(n_u, dtype=np.int64)  # protocol index -> pipeline index
+    item_of = np.zeros(n_i, dtype=np.int64)
+    users = indexed.user_map.toPandas()
+    items = indexed.item_map.toPandas()
+    user_of[users["user_id"].astype(int).to_numpy() - 1] = users["user_idx"].to_numpy()
+    item_of[items["item_id"].astype(int).to_numpy() - 1] = items["item_idx"].to_numpy()
+    inputs: dict[str, tuple[Any, np.ndarray, np.ndarray]] = {}
+    for s in splits:
+        train_keys = s.train[0].astype(np.int64) * n_i + s.train[1]
+        frame = r.assign(split=np.where(np.isin(bench_u * n_i + bench_i, train_keys), "train", "test"))
+        uf, itf = feature_frames(spark, staged, indexed, frame)
+        pre = TowerPreprocessor.fit(uf, itf)
+        genres = np.stack([np.asarray(g, dtype=np.float32) for g in itf["genres"]])
+        recent = recent_genre_mix(frame[frame["split"] == "train"], genres, indexed.n_users)
+        inputs[s.name] = (pre, pre.users(uf, recent)[user_of], pre.items(itf)[item_of])
+    tower = Settings().two_tower
+    retrieval = TwoTowerParams.from_dict(tower.model_dump())
+    rating = TwoTowerParams(layers=retrieval.layers, loss="mse", epochs=30, patience=3)
+
+    def fit(s: Split, params: TwoTowerParams) -> Any:
+        pre, ux, ix = inputs[s.name]
+        chunks, val = holdout_chunks(array_chunks(*s.train), fraction=tower.validation_fraction, seed=params.seed)
+        return fit_two_tower(ux, ix, chunks, params, pre, validation=val if params.loss == "mse" else None)
+
+    return [_Spec("two_tower", "ours", lambda s: fit(s, retrieval), dataclasses.asdict(retrieval), predicts_ratings=False),
+            _Spec("two_tower_mse", "ours", lambda s: fit(s, rating), dataclasses.asdict(rating))]  # fmt: skip
+
+
 def _baseline_specs() -> list[_Spec]:
     def plain(factory: Callable[[], Any]) -> Callable[[Split], Any]:
         return lambda s: factory().fit(*s.train, s.n_users, s.n_items)
@@ -466,6 +520,7 @@ def run_quality(
     k: int = 10,
     spark: Any = None,
     warm_up: bool = True,
+    two_tower: bool = True,
 ) -> dict[str, Any]:
     """Fit and evaluate every model on every fold; write ``quality.json`` and ``quality.html``.
 
@@ -479,6 +534,7 @@ def run_quality(
         spark: Spark session for the Spark references; ``None`` creates a local one
             (``local[2]``) when needed and stops it at the end.
         warm_up: Fit every model once on a small slice first, untimed (see :func:`_warm_up`).
+        two_tower: Add the two-tower rows (:func:`_two_tower_specs`; needs Spark for the feature tables).
 
     Returns:
         The JSON content: ``models`` (row order), ``kinds``, ``predicts_ratings``, ``per_fold`` (model -> one metrics
@@ -495,14 +551,15 @@ def run_quality(
     start = time.perf_counter()
     load_start = os.getloadavg()
     own_spark = False
-    if spark is None and "spark" in refs:
+    if spark is None and ("spark" in refs or two_tower):
         from recsys.spark import get_spark
 
         spark, own_spark = get_spark("recsys-bench-quality", master="local[2]"), True
     try:
         ref_specs, skipped = _reference_specs(tuple(refs), spark)
-        specs = [*_our_specs(), *_baseline_specs(), *ref_specs]
         splits = ml100k_folds(Path(data_dir), tuple(folds))
+        towers = _two_tower_specs(Path(data_dir), spark, splits) if two_tower else []
+        specs = [*_our_specs(), *towers, *_baseline_specs(), *ref_specs]
         per_fold: dict[str, list[dict[str, float]]] = {s.name: [] for s in specs}
         if warm_up:
             _warm_up(specs, splits[0])
@@ -588,11 +645,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <reports_dir>/quality)")
     p.add_argument("--k", type=int, default=10, help="cut-off of the ranking metrics")
     p.add_argument("--no-warm-up", dest="warm_up", action="store_false", help="skip the untimed warm-up fits")
+    p.add_argument("--no-two-tower", dest="two_tower", action="store_false", help="skip the two-tower rows")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     refs = tuple(x.strip() for x in args.refs.split(",") if x.strip())
     result = run_quality(args.data_dir, args.folds, refs=refs, out_dir=args.out or _default_out(), k=args.k,
-                         warm_up=args.warm_up)
+                         warm_up=args.warm_up, two_tower=args.two_tower)
     env = result["environment"]
     print(f"\nMovieLens 100K, folds {', '.join(f'u{f}' for f in result['folds'])} (means); "
           f"{env['cpu_count']} CPUs, load average {env['loadavg_start']} -> {env['loadavg_end']} (timings are noisy)\n")  # fmt: skip

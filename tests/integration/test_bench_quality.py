@@ -19,8 +19,8 @@ from recsys.config import PROJECT_ROOT
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-RATING_MODELS = {"cf_explicit", "autorec", "global_mean", "item_mean", "user_item_bias", "spark_als_explicit"}
-RANKING_MODELS = {"cf_explicit", "autorec", "cf_implicit", "ease", "ranker", "item_mean", "user_item_bias", "popularity",
+RATING_MODELS = {"cf_explicit", "autorec", "two_tower_mse", "global_mean", "item_mean", "user_item_bias", "spark_als_explicit"}
+RANKING_MODELS = {"cf_explicit", "autorec", "cf_implicit", "ease", "ranker", "two_tower", "two_tower_mse", "item_mean", "user_item_bias", "popularity",
                   "spark_als_explicit", "spark_als_implicit"}  # fmt: skip
 ALL_MODELS = RATING_MODELS | RANKING_MODELS
 RANKING_METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "diversity",
@@ -76,7 +76,7 @@ def test_json_and_html_have_every_model_with_finite_metrics(bench_run) -> None: 
     assert data["params"]["autorec"]["hidden"] == AutoRecParams().hidden
     assert data["params"]["cf_implicit"]["loss"] == ImplicitCFParams().loss
     assert data["environment"]["cpu_count"] >= 1 and data["environment"]["pyspark"]
-    assert set(data["ratios"]) == {"cf_explicit", "autorec", "cf_implicit", "ease", "ranker"}
+    assert set(data["ratios"]) == {"cf_explicit", "autorec", "cf_implicit", "ease", "ranker", "two_tower", "two_tower_mse"}
     ndcg_ratio = data["ratios"]["cf_implicit"]["ndcg"]
     assert ndcg_ratio["ratio"] == pytest.approx(data["means"]["cf_implicit"]["ndcg"] / ndcg_ratio["reference_value"])
     assert {t["status"] for t in data["targets"]} <= {"pass", "fail", "n/a"} and len(data["targets"]) == 7
