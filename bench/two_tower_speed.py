@@ -15,11 +15,13 @@ the model's ``tf.data`` pipeline, and reports:
   measured throughput to it (1.0 would be pure matrix-multiply speed; the gathers, the
   input pipeline and small-matrix overheads are what the rest is).
 
-Inputs: ML-100K uses the real feature dimensions of the run's transforms (built from
-its ``u.user``/``u.item`` side data as the pipeline builds them); throughput does not
-depend on feature values, so the 20M dataset (the project's generator, streamed to
-Parquet: 138,493 users x 27,000 items) uses random feature vectors of the same
-dimensions as synthetic data's, and streams its ratings from the Parquet files.
+Inputs: ML-100K's feature vectors are built here in pandas from its ``u.user``/``u.item``
+side data and all 100,000 ratings with the model's own transforms
+(:class:`~recsys.features.tower_inputs.TowerPreprocessor`), but from simplified feature
+tables (age by decade, no release year): 91 user and 24 item columns, close to but not
+the pipeline's. Throughput depends on the shapes, not the values, so the 20M dataset
+(the project's generator, streamed to Parquet: 138,493 users x 27,000 items) uses random
+feature vectors of the same dimensions and streams its ratings from the Parquet files.
 
     .venv/bin/python bench/two_tower_speed.py --sizes 100k,20m --epochs 3
 """

@@ -342,7 +342,7 @@ class SyntheticSource(Source):
     def read(self, spark: SparkSession, *, run_date: str) -> Staged:  # noqa: D102
         from recsys.data.synthetic import write_parquet
 
-        files = write_parquet(self.out_dir, **self.params)
+        write_parquet(self.out_dir, **self.params)
         read = lambda name, path: spark.read.schema(table(name).spark).parquet(str(path))  # noqa: E731
         return Staged(
             ratings=read("stg_ratings", self.out_dir / "ratings"),

@@ -8,7 +8,8 @@ User vector (grain: one user; ``user_features`` plus the recent-genre mix):
 
 * ``demographics`` as given (one-hot; zeros where unknown);
 * ``log1p(n_ratings)``, standardised; a 0/1 flag "has training ratings";
-* ``mean_rating`` standardised by the rating scale's training mean and spread (0 without ratings);
+* ``mean_rating`` standardised by the mean and spread of the items' training mean ratings
+  (``stats["rating"]``; 0 without ratings);
 * per genre: the user's mean rating, centred and scaled the same way (0 where the genre has no
   rating), and the genre's share of the user's ratings;
 * the genre mix of the user's ``recent`` latest training ratings (:func:`recent_genre_mix`).
