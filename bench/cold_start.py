@@ -53,14 +53,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
-import importlib.metadata
 import json
 import logging
 import math
 import os
 import platform
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +67,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import Settings
+from recsys.evaluation.bench_io import git_sha, jsonable, versions, write_atomic
 from recsys.evaluation.cold_start import (
     COHORTS,
     METRICS,
@@ -348,9 +346,9 @@ def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path |
     finally:
         if own_spark:
             spark.stop()
-    env = {**_versions(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    env = {**versions(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
            "loadavg_start": [round(x, 2) for x in load_start], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-           "git": _git_sha(), "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+           "git": git_sha(), "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     result: dict[str, Any] = {
         "datasets": results,
         "k": k,
@@ -361,8 +359,8 @@ def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path |
         "environment": env,
         "paths": {"json": str(out_dir / "cold_start.json"), "html": str(out_dir / "cold_start.html")},
     }
-    _write_atomic(out_dir / "cold_start.json", json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
-    _write_atomic(out_dir / "cold_start.html", render_html(result))
+    write_atomic(out_dir / "cold_start.json", json.dumps(jsonable(result), indent=2, allow_nan=False) + "\n")
+    write_atomic(out_dir / "cold_start.html", render_html(result))
     logger.info("cold-start benchmark: %s in %.1fs; wrote %s", list(datasets), time.perf_counter() - start, out_dir)
     return result
 
@@ -462,56 +460,6 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td:first-child,td
 {''.join(sections)}
 </body></html>
 """
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for key, dist in (("tensorflow", "tensorflow-cpu"), ("pyspark", "pyspark"), ("numpy", "numpy")):
-        try:
-            out[key] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[key] = None
-    return out
-
-
-def _git_sha() -> str | None:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _jsonable(x: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python, tuples -> lists (strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _overrides(text: str) -> dict[str, Any]:

@@ -50,14 +50,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
-import importlib.metadata
 import json
 import logging
 import math
 import os
 import platform
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.evaluation.bench_io import git_sha, jsonable, versions, write_atomic
 from recsys.evaluation.protocol import Split, evaluate, ml100k_folds, ranked_lists
 from recsys.evaluation.svg import bar_chart
 from recsys.models.baselines import GlobalMean, ItemMean, Popularity, UserItemBias
@@ -357,45 +355,6 @@ def check_targets(means: dict[str, dict[str, float]], per_fold: dict[str, list[d
     return out
 
 
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for key, dists in (("tensorflow", ("tensorflow-cpu", "tensorflow")), ("pyspark", ("pyspark",)),
-                       ("numpy", ("numpy",)), ("implicit", ("implicit",)), ("surprise", ("scikit-surprise",))):  # fmt: skip
-        out[key] = None
-        for dist in dists:
-            try:
-                out[key] = importlib.metadata.version(dist)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                continue
-    return out
-
-
-def _git_sha() -> str | None:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True)
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _jsonable(x: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python, tuples -> lists (strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
 def _fmt(x: Any, metric: str = "") -> str:
     if not _finite(x):
         return "-"
@@ -438,21 +397,6 @@ def format_targets(targets: list[dict[str, Any]]) -> str:
         v = t["value"]
         lines.append(f"  [{t['status'].upper():4}] {t['target']}: {_fmt(v) if _finite(v) else 'n/a'}")
     return "\n".join(lines)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render_html(result: dict[str, Any]) -> str:
@@ -584,12 +528,12 @@ def run_quality(
     means = {name: {m: _mean([r.get(m, math.nan) for r in rows]) for m in (*METRICS, "fit_wall_seconds")}
              for name, rows in per_fold.items()}  # fmt: skip
     env = {
-        **_versions(),
+        **versions(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "loadavg_start": [round(x, 2) for x in load_start],
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "git": _git_sha(),
+        "git": git_sha(),
         "seconds": round(time.perf_counter() - start, 1),
     }
     result: dict[str, Any] = {
@@ -610,8 +554,8 @@ def run_quality(
         "environment": env,
         "paths": {"json": str(out_dir / "quality.json"), "html": str(out_dir / "quality.html")},
     }
-    _write_atomic(out_dir / "quality.json", json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
-    _write_atomic(out_dir / "quality.html", render_html(result))
+    write_atomic(out_dir / "quality.json", json.dumps(jsonable(result), indent=2, allow_nan=False) + "\n")
+    write_atomic(out_dir / "quality.html", render_html(result))
     logger.info("quality benchmark: %d models x %d folds in %.1f s; wrote %s", len(specs), len(splits),
                 time.perf_counter() - start, out_dir)  # fmt: skip
     return result
