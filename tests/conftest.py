@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -75,3 +78,13 @@ def write_ml100k_layout(path: Path, *, n_users: int = 120, n_items: int = 80, se
     )
     (path / "u.genre").write_text("\n".join(f"{g}|{k}" for k, g in enumerate(ML100K_GENRES)) + "\n")
     return path
+
+
+def load_bench(name: str) -> ModuleType:
+    """``bench/<name>.py`` as a module (``bench/`` is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", PROJECT_ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up
+    spec.loader.exec_module(module)
+    return module

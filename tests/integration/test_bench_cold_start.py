@@ -6,17 +6,15 @@ The full comparison (ML-100K and the default synthetic size, default parameters)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from recsys.config import PROJECT_ROOT
 from recsys.evaluation.cold_start import COHORTS, METRICS
+from tests.conftest import load_bench
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -29,19 +27,10 @@ FAST_EPOCHS = 20
 FRACTIONS = {"cold_item_fraction": 0.3}
 
 
-def _load_bench() -> ModuleType:
-    """``bench/cold_start.py`` as a module (``bench/`` is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_cold_start", PROJECT_ROOT / "bench" / "cold_start.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def bench_run(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, dict, Path]:  # noqa: ANN001
-    bench = _load_bench()
+    bench = load_bench("cold_start")
     assert bench.MODELS == MODELS
     out = tmp_path_factory.mktemp("cold_start")
     fast = bench.pipeline_two_tower_params({"epochs": FAST_EPOCHS})  # the pipeline's model, fewer epochs

@@ -6,16 +6,14 @@ five-fold benchmark (``bench/quality.py``), not asserted here.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from recsys.config import PROJECT_ROOT
+from tests.conftest import load_bench
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -27,19 +25,10 @@ RANKING_METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage",
                    "popularity_bias")  # fmt: skip
 
 
-def _load_bench() -> ModuleType:
-    """``bench/quality.py`` as a module (``bench/`` is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_quality", PROJECT_ROOT / "bench" / "quality.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def bench_run(spark, ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, dict, Path]:  # noqa: ANN001
-    bench = _load_bench()
+    bench = load_bench("quality")
     out = tmp_path_factory.mktemp("quality")
     # No warm-up: timings are not checked here, and it would add about 50 s.
     result = bench.run_quality(ml100k_dir, (1,), refs=("spark",), out_dir=out, k=10, spark=spark, warm_up=False)
