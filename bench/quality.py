@@ -226,7 +226,7 @@ def _two_tower_specs(data_dir: Path, spark: Any, splits: list[Split]) -> list[_S
     def fit(s: Split, params: TwoTowerParams) -> Any:
         pre, ux, ix = inputs[s.name]
         chunks, val = holdout_chunks(array_chunks(*s.train), fraction=tower.validation_fraction, seed=params.seed)
-        return fit_two_tower(ux, ix, chunks, params, pre, validation=val if params.loss == "mse" else None)
+        return fit_two_tower(ux, ix, chunks, params, pre, validation=val)
 
     return [_Spec("two_tower", "ours", lambda s: fit(s, retrieval), dataclasses.asdict(retrieval), predicts_ratings=False),
             _Spec("two_tower_mse", "ours", lambda s: fit(s, rating), dataclasses.asdict(rating))]  # fmt: skip

@@ -75,11 +75,12 @@ class TwoTowerConfig(BaseSettings):
         "softmax", description="softmax: retrieval from positives (what cold-start ranking needs); mse: ratings")
     learning_rate: float = Field(TwoTowerParams.learning_rate, gt=0)
     batch_size: int = Field(TwoTowerParams.batch_size, ge=1)
-    epochs: int = Field(10, ge=1, description="softmax trains exactly this many; the others stop early")
+    epochs: int = Field(20, ge=1, description="most epochs; training stops early on the validation loss")
     patience: int = Field(TwoTowerParams.patience, ge=0)
     negatives: int = Field(TwoTowerParams.negatives, ge=1)
     cold_dropout: float = Field(0.3, ge=0, le=1, description="share of pairs trained as if the user were new")
     item_cold_dropout: float = Field(0.1, ge=0, le=1, description="share of items trained as if unrated")
+    item_bias: bool = Field(TwoTowerParams.item_bias, description="learnt item bias in the softmax logits")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="training ratings held out for early stopping")
 
 

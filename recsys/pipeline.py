@@ -491,7 +491,7 @@ def build_similar_items(settings: Settings, run_date: str, model_dir: str, tower
     rated = rated[rated < model.n_items]
     parts = [(rated, model.x[rated], "cf")]
     if tower_dir:
-        tower = TwoTowerModel.load(Path(tower_dir))
+        tower = TwoTowerModel.load(Path(tower_dir), towers=False)  # embeddings only: no TensorFlow
         known = catalogue[catalogue < tower.n_items]
         parts.append((known, tower.item_emb[known], "two_tower"))
     frames = []
@@ -573,7 +573,7 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
     frames = [rank_candidates(cand, model.predict, top_k=settings.top_k, titles=titles)]
     n_cand = len(cand)
     if cold.any():
-        tower = TwoTowerModel.load(Path(tower_dir))
+        tower = TwoTowerModel.load(Path(tower_dir), towers=False)  # embeddings only: no TensorFlow
         catalogue = np.zeros(tower.n_items, dtype=bool)
         catalogue[items["item_idx"].to_numpy()] = True
         profile = profile_candidates(everyone[cold], tower.score_users, history, settings.n_popular,
@@ -669,16 +669,18 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
 
     dirs = [model_dir] if isinstance(model_dir, str) else [d for d in model_dir if d]
     metrics: dict[str, Any] = {}
-    curves: dict[str, list[float]] = {}
+    curves: dict[str, dict[str, list[float]]] = {}  # one chart per model: its curves per epoch
     for d in dirs:
         model = load_model(d)
         metrics.update(json.loads((Path(d) / "metrics.json").read_text()))
         name = Path(d).parent.name
-        curves[f"{name}: train loss"] = model.history.get("loss", [])
+        chart = curves.setdefault(f"{name}: training curves", {"train loss": model.history.get("loss", [])})
         if model.history.get("val_rmse"):
             # The run's models check the test split each epoch; the two-tower model its validation hold-out.
-            held = "validation" if name == "two_tower" else "test"
-            curves[f"{name}: {held} RMSE"] = model.history["val_rmse"]
+            chart[f"{'validation' if name == 'two_tower' else 'test'} RMSE"] = model.history["val_rmse"]
+        for key, label in (("val_warm_loss", "validation loss"), ("val_cold_loss", "validation loss, users as new")):
+            if model.history.get(key):  # the softmax two-tower: full-catalogue cross-entropy of held-out pairs
+                chart[label] = model.history[key]
     counts = {}
     for name in (*GATED_TABLES, "similar_items", "recommendations"):
         try:

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.evaluation.metrics import ranking_metrics, relevant_lists, top_k_items
+from recsys.evaluation.metrics import ndcg_per_user, ranking_metrics, relevant_lists, top_k_items
 
 logger = logging.getLogger(__name__)
 
@@ -310,8 +310,10 @@ def rank_candidates(
 
 
 def _cohort_metrics(model: Any, users: np.ndarray, candidates: np.ndarray, exclude: list[np.ndarray],
-                    relevant: list[np.ndarray], *, k: int, rng: np.random.Generator) -> dict[str, float]:  # fmt: skip
-    """Ranking metrics of one cohort, in the candidates' index space (coverage over the candidates)."""
+                    relevant: list[np.ndarray], *, k: int,
+                    rng: np.random.Generator) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
+    """Ranking metrics of one cohort, in the candidates' index space (coverage over the candidates), and
+    ``[n_users]`` each user's NDCG@k."""
     lists = rank_candidates(model, users, candidates, exclude, k=k, rng=rng)
     local = np.full(max(int(candidates.max()) + 1 if candidates.size else 0, 1), -1, dtype=np.int64)
     local[candidates] = np.arange(candidates.size)
@@ -321,7 +323,7 @@ def _cohort_metrics(model: Any, users: np.ndarray, candidates: np.ndarray, exclu
     out = {name: float(m[name]) for name in METRICS}
     out.update(n_users=int(m["n_users"]), n_candidates=int(candidates.size),
                n_relevant=int(sum(len(r) for r in relevant)), k=k)  # fmt: skip
-    return out
+    return out, ndcg_per_user(lists_local, rel_local, k=k, n_items=max(candidates.size, 1))
 
 
 def cohorts(split: ColdStartSplit) -> dict[str, dict[str, Any]]:
@@ -352,7 +354,8 @@ def cohorts(split: ColdStartSplit) -> dict[str, dict[str, Any]]:
 
 
 def evaluate_cold_start(model: Any, split: ColdStartSplit, *, k: int = 10, seed: int = 0,
-                        only: tuple[str, ...] = COHORTS) -> dict[str, dict[str, float]]:  # fmt: skip
+                        only: tuple[str, ...] = COHORTS,
+                        per_user: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
     """Ranking metrics of ``model`` on each cold-start cohort of ``split`` (see the module docstring).
 
     Args:
@@ -363,6 +366,8 @@ def evaluate_cold_start(model: Any, split: ColdStartSplit, *, k: int = 10, seed:
         seed: Seed of the tie-breaking order; cohort ``c`` uses ``default_rng([seed, c])``, whatever the model,
             so every model of a comparison sees the same order among its tied items.
         only: Cohorts to evaluate (of :data:`COHORTS`).
+        per_user: If given, filled with cohort -> ``[n]`` each user's NDCG@k, in the order of
+            :func:`cohorts`' ``users`` (so two models' values pair up user by user).
 
     Returns:
         Cohort -> :data:`METRICS` plus ``n_users`` (users evaluated), ``n_candidates`` (items ranked),
@@ -377,10 +382,14 @@ def evaluate_cold_start(model: Any, split: ColdStartSplit, *, k: int = 10, seed:
             logger.warning("cold-start cohort %s: no user to evaluate", name)
             out[name] = {**{m: float("nan") for m in METRICS}, "n_users": 0,
                          "n_candidates": int(cohort["candidates"].size), "n_relevant": 0, "k": k}  # fmt: skip
+            if per_user is not None:
+                per_user[name] = np.full(cohort["users"].size, np.nan)
             continue
         rng = np.random.default_rng([seed, c])
-        out[name] = _cohort_metrics(model, cohort["users"], cohort["candidates"], cohort["exclude"],
-                                    cohort["relevant"], k=k, rng=rng)  # fmt: skip
+        out[name], ndcg = _cohort_metrics(model, cohort["users"], cohort["candidates"], cohort["exclude"],
+                                          cohort["relevant"], k=k, rng=rng)  # fmt: skip
+        if per_user is not None:
+            per_user[name] = ndcg
     logger.info("cold-start evaluation of %s: %s in %.2fs", type(model).__name__,
                 {n: round(m["ndcg"], 4) for n, m in out.items()}, time.perf_counter() - start)  # fmt: skip
     return out

@@ -275,26 +275,8 @@ def ranking_metrics(
         raise ValueError(f"n_items must be >= 1, got {n_items}")
     rec = _check_lists(recommended, k, n_items, "recommended")
     n_users = rec.shape[0]
-    if len(relevant) != n_users:
-        raise ValueError(f"relevant must have one entry per row of recommended ({n_users}), got {len(relevant)}")
     valid = rec >= 0
-
-    # Relevant pairs as sorted unique keys user * n_items + item (CSR-like membership test).
-    n_rel_raw = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=n_users)
-    if n_rel_raw.sum():
-        rel_items = np.concatenate([np.asarray(r, dtype=np.int64).ravel() for r in relevant])
-        if rel_items.min() < 0 or rel_items.max() >= n_items:
-            raise ValueError(f"relevant holds item indices outside [0, {n_items})")
-        rel_keys = np.sort(np.repeat(np.arange(n_users, dtype=np.int64), n_rel_raw) * n_items + rel_items)
-        rel_keys = rel_keys[np.concatenate(([True], rel_keys[1:] != rel_keys[:-1]))]  # sorted, deduplicated
-    else:
-        rel_keys = np.empty(0, dtype=np.int64)
-    n_rel = np.bincount(rel_keys // n_items, minlength=n_users)
-
-    rec_keys = np.arange(n_users, dtype=np.int64)[:, None] * n_items + rec
-    pos = np.minimum(np.searchsorted(rel_keys, rec_keys), max(rel_keys.size - 1, 0))
-    hits = valid & (rel_keys[pos] == rec_keys) if rel_keys.size else np.zeros_like(valid)
-
+    hits, n_rel = _hits(rec, relevant, n_items)
     evaluated = n_rel > 0
     n_eval = int(np.count_nonzero(evaluated))
     out: dict[str, float] = {}
@@ -302,15 +284,13 @@ def ranking_metrics(
         h = hits[evaluated].astype(np.float64)  # [n_eval, k]
         m = n_rel[evaluated].astype(np.float64)  # [n_eval] |rel|
         ranks = np.arange(1, k + 1, dtype=np.float64)
-        discount = 1.0 / np.log2(ranks + 1.0)  # [k]
         n_hits = h.sum(axis=1)
         capped = np.minimum(m, k)
-        idcg = np.cumsum(discount)[capped.astype(np.int64) - 1]
         ap = (np.cumsum(h, axis=1) / ranks * h).sum(axis=1) / capped
         out.update(
             precision=float(np.mean(n_hits / k)),
             recall=float(np.mean(n_hits / m)),
-            ndcg=float(np.mean((h @ discount) / idcg)),
+            ndcg=float(np.mean(_ndcg(h, m, k))),
             map=float(np.mean(ap)),
             hit_rate=float(np.mean(n_hits > 0)),
         )
@@ -342,6 +322,50 @@ def ranking_metrics(
     out["k"] = k
     logger.info("ranking_metrics@%d: %d users evaluated, %d skipped (no relevant item), %.3f s",
                 k, n_eval, n_users - n_eval, time.perf_counter() - t0)  # fmt: skip
+    return out
+
+
+def _hits(rec: np.ndarray, relevant: list[np.ndarray], n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hits [n_users, k] bool, n_rel [n_users])``: which slots of ``rec`` are relevant, and ``|rel|`` per user."""
+    n_users = rec.shape[0]
+    if len(relevant) != n_users:
+        raise ValueError(f"relevant must have one entry per row of recommended ({n_users}), got {len(relevant)}")
+    # Relevant pairs as sorted unique keys user * n_items + item (CSR-like membership test).
+    n_rel_raw = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=n_users)
+    if n_rel_raw.sum():
+        rel_items = np.concatenate([np.asarray(r, dtype=np.int64).ravel() for r in relevant])
+        if rel_items.min() < 0 or rel_items.max() >= n_items:
+            raise ValueError(f"relevant holds item indices outside [0, {n_items})")
+        rel_keys = np.sort(np.repeat(np.arange(n_users, dtype=np.int64), n_rel_raw) * n_items + rel_items)
+        rel_keys = rel_keys[np.concatenate(([True], rel_keys[1:] != rel_keys[:-1]))]  # sorted, deduplicated
+    else:
+        rel_keys = np.empty(0, dtype=np.int64)
+    n_rel = np.bincount(rel_keys // n_items, minlength=n_users)
+    rec_keys = np.arange(n_users, dtype=np.int64)[:, None] * n_items + rec
+    pos = np.minimum(np.searchsorted(rel_keys, rec_keys), max(rel_keys.size - 1, 0))
+    valid = rec >= 0
+    hits = valid & (rel_keys[pos] == rec_keys) if rel_keys.size else np.zeros_like(valid)
+    return hits, n_rel
+
+
+def _ndcg(h: np.ndarray, m: np.ndarray, k: int) -> np.ndarray:
+    """``[n]`` NDCG@k of hit rows ``h [n, k]`` (float) with ``m [n]`` relevant items each (all ``m >= 1``)."""
+    discount = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # [k]
+    idcg = np.cumsum(discount)[np.minimum(m, k).astype(np.int64) - 1]
+    return (h @ discount) / idcg
+
+
+def ndcg_per_user(recommended: np.ndarray, relevant: list[np.ndarray], *, k: int, n_items: int) -> np.ndarray:
+    """``[n_users]`` each user's NDCG@k as :func:`ranking_metrics` defines it (NaN for a user without relevant items).
+
+    The mean over the finite entries is :func:`ranking_metrics`' ``ndcg``; per user, two models' lists can be
+    compared pair by pair (e.g. a paired bootstrap of their difference).
+    """
+    rec = _check_lists(recommended, k, n_items, "recommended")
+    hits, n_rel = _hits(rec, relevant, n_items)
+    out = np.full(rec.shape[0], np.nan)
+    has = n_rel > 0
+    out[has] = _ndcg(hits[has].astype(np.float64), n_rel[has].astype(np.float64), k)
     return out
 
 
@@ -396,3 +420,35 @@ def _intra_list_diversity(rec: np.ndarray, valid: np.ndarray, item_genres: np.nd
         n_pairs = n_valid[r] * (n_valid[r] - 1) / 2.0
         total += float(np.sum(1.0 - pair_sim / n_pairs))
     return total / rows.size
+
+
+def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, *, n_resamples: int = 2000, level: float = 0.95,
+                        seed: int = 0) -> tuple[float, float, float]:  # fmt: skip
+    """Mean of the paired differences ``a - b`` and its percentile bootstrap interval.
+
+    Pairs with a non-finite side (e.g. a user without relevant items) are left out.
+
+    Args:
+        a: ``[n]`` one model's per-user values (e.g. :func:`ndcg_per_user`).
+        b: ``[n]`` another's, for the same users in the same order.
+        n_resamples: Bootstrap resamples of the users (with replacement).
+        level: Coverage of the interval.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(mean difference, lower, upper)``; NaNs without a finite pair.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal shapes, got {a.shape} and {b.shape}")
+    d = (a - b)[np.isfinite(a) & np.isfinite(b)]
+    if d.size == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for s in range(0, n_resamples, 256):  # bounded memory: [256, n] indices at a time
+        idx = rng.integers(0, d.size, size=(min(256, n_resamples - s), d.size))
+        means[s : s + idx.shape[0]] = d[idx].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(d.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+

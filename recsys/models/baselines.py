@@ -1,4 +1,5 @@
-"""Baselines every model must beat: global mean, item mean, user + item biases, popularity.
+"""Baselines every model must beat: global mean, item mean, user + item biases, popularity,
+and popularity among demographically similar users (the cold-start reference).
 
 Each baseline has ``fit``/``predict`` (the :class:`recsys.models.base.Recommender`
 interface). Item mean, user + item biases and popularity also rank, through
@@ -101,6 +102,56 @@ class Popularity:
     def ranking(self) -> np.ndarray:
         """``[n_items]`` item indices, most popular first (ties by index)."""
         return np.lexsort((np.arange(self.counts_.size), -self.counts_))
+
+
+class DemographicPopularity:
+    """Popularity among the training users who share the user's demographics (a cold-start reference).
+
+    ``score(u, i) = sum_v (d_u . d_v)^power [v rated i] / sum_v (d_u . d_v)^power + prior * p_i``
+    over the training users ``v``, where ``d`` are the users' one-hot demographics (``user_features``'
+    ``demographics``; ``d_u . d_v`` counts the tokens two users share) and ``p_i`` is the item's share
+    of the training ratings. It needs no rating of ``u``: what side data alone buys, without a model.
+    A user who shares no token with anyone gets plain popularity. Scores are not ratings.
+
+    Args:
+        demographics: ``[n_users, d]`` one-hot demographics of every user of the index space.
+        power: Weight of a closer match (``power`` 0: plain popularity).
+        prior: Weight of plain popularity (breaks ties and smooths small segments).
+    """
+
+    predicts_ratings = False
+
+    def __init__(self, demographics: np.ndarray, *, power: float = 3.0, prior: float = 0.1) -> None:
+        self.demographics = np.asarray(demographics, dtype=np.float64)
+        self.power = power
+        self.prior = prior
+
+    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int,
+            n_items: int) -> DemographicPopularity:  # fmt: skip  # noqa: D102
+        from scipy import sparse
+
+        u, i = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
+        self.rated_ = sparse.csr_matrix((np.ones(u.size), (u, i)), shape=(n_users, n_items))
+        self.rated_.data[:] = 1.0  # a pair rated twice counts once
+        self.share_ = np.bincount(i, minlength=n_items) / max(u.size, 1)
+        self.trained_ = np.bincount(u, minlength=n_users) > 0
+        return self
+
+    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        """``[b, n_items]`` scores (see the class docstring)."""
+        users = np.asarray(user_idx, np.int64).reshape(-1)
+        w = (self.demographics[users] @ self.demographics.T) ** self.power  # [b, n_users]
+        w[:, ~self.trained_] = 0.0
+        total = w.sum(axis=1, keepdims=True)
+        seg = np.asarray(self.rated_.T.dot(w.T).T)  # [b, n_items]: weighted count of raters
+        seg = np.divide(seg, total, out=np.zeros_like(seg), where=total > 0)
+        return seg + self.prior * self.share_[None, :]
+
+    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:  # noqa: D102
+        users, items = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
+        return np.concatenate([self.score_users(users[s : s + 1024])[np.arange(min(1024, users.size - s)),
+                                                                     items[s : s + 1024]]
+                               for s in range(0, users.size, 1024)]) if users.size else np.zeros(0)  # fmt: skip
 
 
 class UserItemBias:

@@ -13,16 +13,26 @@ ReLU between, linear last) to an L2-normalised embedding ``v_u`` / ``v_m``
   probabilities near 0 or 1);
 * retrieval (``loss="softmax"``): every training pair is a positive, scored
   against ``negatives`` items drawn uniformly for each batch: the loss is the
-  cross-entropy of ``softmax(s * [v_u . v_pos, v_u . v_neg_1, ...])`` with a learnt
-  scale ``s`` (an accidental hit, a negative equal to the positive, is masked).
+  cross-entropy of ``softmax([l(u, pos), l(u, neg_1), ...])`` over the logits
+  ``l(u, m) = s * v_u . v_m + b_m`` with a learnt scale ``s`` and, with
+  ``item_bias``, a learnt item bias ``b_m = w . x_m + c``, linear in the item's
+  features (an accidental hit, a negative equal to the positive, is masked). The
+  bias carries how often an item is chosen by anyone (its rating count is a
+  feature; a new item gets the bias its content earns), so the unit vectors are
+  left to carry taste: without it a user from side data alone ranks the most
+  chosen items below popularity's order.
   This learns which items a user chooses (popular ones included), what ranking
   needs; the rating losses learn how much a user likes what they chose, and rank
   far worse. ``cold_dropout`` replaces, for that share of the training pairs, the
   user's rating-history features by those of a user without ratings, and the
   item's rating statistics by those of an unrated item, so that the towers learn
   to place cold users and items from side data alone (they never see such inputs
-  otherwise). Trained for ``epochs`` epochs (no early stopping: the warm
-  validation loss is not what cold start needs).
+  otherwise). With a validation set, each epoch ends with the full softmax
+  cross-entropy of the held-out pairs over the whole catalogue, once with the
+  users' features (``val_warm_loss``) and once with their rating history blanked
+  (``val_cold_loss``, the cold-start case); early stopping watches their mix
+  ``val_loss = (1 - cold_dropout) * warm + cold_dropout * cold``, the training
+  objective's own mix.
 
 Because a user's embedding is computed from features, not looked up, the model
 scores users and items it never saw in training (cold start), from their side
@@ -73,6 +83,7 @@ class TwoTowerParams(FromDict):
         shuffle_window: Rows shuffled together while streaming.
         negatives: Uniformly drawn negative items per batch (``softmax``).
         cold_dropout: Share of training pairs whose user's rating history is blanked (``softmax``).
+        item_bias: Add a learnt item bias, linear in the item features, to the logits (``softmax``).
         item_cold_dropout: Share of training (and negative) items whose rating statistics are blanked (``softmax``).
         rating_min: Lower end of the rating scale.
         rating_max: Upper end of the rating scale.
@@ -88,6 +99,7 @@ class TwoTowerParams(FromDict):
     shuffle_window: int = 262_144
     negatives: int = 512
     cold_dropout: float = 0.0
+    item_bias: bool = True
     item_cold_dropout: float = 0.0
     rating_min: float = 1.0
     rating_max: float = 5.0
@@ -223,6 +235,14 @@ def build_model(user_dim: int, item_dim: int, params: TwoTowerParams) -> Any:
     out = keras.layers.Dot(axes=1, name="dot")([users(u_in), items(i_in)])
     if params.loss == "logistic":
         out = keras.layers.Dense(1, activation="sigmoid", name="head")(out)
+    if params.loss == "softmax":  # the logit s * v_u . v_m (+ b_m)
+        out = keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(10.0),
+                                 name="scale")(out)  # fmt: skip
+        if params.item_bias:
+            b_in = keras.Input((item_dim,), name="bias_features")
+            bias = keras.Model(b_in, keras.layers.Dense(1, kernel_initializer="zeros", name="item_bias_out")(b_in),
+                               name="item_bias")  # fmt: skip
+            out = keras.layers.Add(name="logit")([out, bias(i_in)])
     return keras.Model([u_in, i_in], out, name="two_tower")
 
 
@@ -237,6 +257,8 @@ class TwoTowerModel:
         item_emb: ``[n_items, k]`` item embeddings (unit length).
         params: The hyper-parameters.
         history: Per-epoch ``loss`` and ``val_loss`` (and ``val_rmse`` on the rating scale for ``mse``).
+        item_bias: ``[n_items]`` learnt item biases ``b_m`` (``softmax`` with ``item_bias``; else None).
+        scale: The learnt scale ``s`` of the ``softmax`` logits (1 otherwise).
     """
 
     model: Any
@@ -245,6 +267,8 @@ class TwoTowerModel:
     item_emb: np.ndarray
     params: TwoTowerParams
     history: dict[str, list[float]] = field(default_factory=dict)
+    item_bias: np.ndarray | None = None
+    scale: float = 1.0
 
     @property
     def predicts_ratings(self) -> bool:
@@ -267,6 +291,9 @@ class TwoTowerModel:
         return self.item_emb.shape[0]
 
     def _tower(self, name: str) -> Any:
+        if self.model is None:
+            raise RuntimeError("this two-tower model was loaded without its towers (load(..., towers=False)); "
+                               "it scores the users and items it stores but cannot embed new features")  # fmt: skip
         return self.model.get_layer(name)
 
     def embed_users(self, user_x: np.ndarray) -> np.ndarray:
@@ -277,23 +304,42 @@ class TwoTowerModel:
         """``[n, k]`` embeddings of item vectors ``[n, d_i]``."""
         return np.asarray(self._tower("item_tower").predict(np.asarray(item_x, np.float32), batch_size=8192, verbose=0))
 
+    def bias_items(self, item_x: np.ndarray) -> np.ndarray | None:
+        """``[n]`` item biases ``b_m`` of item vectors ``[n, d_i]`` (None without an item bias)."""
+        if not (self.params.loss == "softmax" and self.params.item_bias):
+            return None
+        x = np.asarray(item_x, np.float32)
+        return np.asarray(self._tower("item_bias").predict(x, batch_size=8192, verbose=0)).reshape(-1).astype(np.float32)
+
+    def _logits(self, dot: np.ndarray, item_idx: np.ndarray | None = None) -> np.ndarray:
+        """``s * dot + b_m`` for ``softmax`` (``item_idx`` None: ``dot`` is ``[n, n_items]``); ``dot`` otherwise."""
+        if self.params.loss != "softmax":
+            return dot
+        out = self.scale * dot
+        if self.item_bias is not None:
+            bias = self.item_bias.astype(np.float64)
+            out = out + (bias[None, :] if item_idx is None else bias[item_idx])
+        return out
+
     def _head(self) -> tuple[float, float]:
         w, b = self.model.get_layer("head").get_weights()
         return float(w.reshape(-1)[0]), float(b.reshape(-1)[0])
 
     def _output(self, dot: np.ndarray) -> np.ndarray:
         if self.params.loss == "softmax":
-            return dot
+            return dot  # already the logit (score)
         if self.params.loss == "logistic":
             a, b = self._head()
             return 1.0 / (1.0 + np.exp(-(a * dot + b)))
         return self.params.mid + self.params.half * dot
 
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """``[n]`` dot products ``v_u . v_m`` of pairs (the ranking score: monotone in the prediction, no clipping ties)."""
+        """``[n]`` ranking scores of pairs: the logit ``s * v_u . v_m + b_m`` (``softmax``), else ``v_u . v_m``
+        (monotone in the prediction, without clipping ties)."""
         u = np.asarray(user_idx, dtype=np.int64)
         i = np.asarray(item_idx, dtype=np.int64)
-        return np.einsum("nk,nk->n", self.user_emb[u].astype(np.float64), self.item_emb[i].astype(np.float64))
+        dot = np.einsum("nk,nk->n", self.user_emb[u].astype(np.float64), self.item_emb[i].astype(np.float64))
+        return self._logits(dot, i)
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """``[n]`` predicted ratings (clipped) or probabilities of pairs of known users and items."""
@@ -301,34 +347,49 @@ class TwoTowerModel:
         return np.clip(out, self.params.rating_min, self.params.rating_max) if self.predicts_ratings else out
 
     def score_users(self, user_idx: np.ndarray) -> np.ndarray:
-        """``[len(user_idx), n_items]`` dot products (the order of predicted ratings / probabilities)."""
+        """``[len(user_idx), n_items]`` ranking scores (:meth:`score` for every item)."""
         u = np.asarray(user_idx, dtype=np.int64)
-        return (self.user_emb[u].astype(np.float64) @ self.item_emb.T.astype(np.float64)).astype(np.float64)
+        return self._logits(self.user_emb[u].astype(np.float64) @ self.item_emb.T.astype(np.float64))
 
     def save(self, path: Path) -> Path:
         """Write ``two_tower.keras``, ``preprocessing.json``, ``user_embeddings.parquet``,
-        ``item_embeddings.parquet`` and ``params.json`` into folder ``path``."""
+        ``item_embeddings.parquet`` (with the item bias as column ``bias`` when there is one) and
+        ``params.json`` (the scale in ``history["scale"]``) into folder ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save(path / "two_tower.keras")
         (path / "preprocessing.json").write_text(self.preprocessor.to_json())
-        for name, emb, key in (("user", self.user_emb, "user_idx"), ("item", self.item_emb, "item_idx")):
-            embeddings_frame(emb, key).to_parquet(path / f"{name}_embeddings.parquet", index=False)
-        write_params(path, self.params, self.history)
+        embeddings_frame(self.user_emb, "user_idx").to_parquet(path / "user_embeddings.parquet", index=False)
+        items = embeddings_frame(self.item_emb, "item_idx")
+        if self.item_bias is not None:
+            items["bias"] = self.item_bias.astype(np.float32)
+        items.to_parquet(path / "item_embeddings.parquet", index=False)
+        write_params(path, self.params, {**self.history, "scale": [self.scale]})
         return path
 
     @classmethod
-    def load(cls, path: Path) -> TwoTowerModel:
-        """Read a model written by :meth:`save` (embeddings from their tables)."""
-        import keras
+    def load(cls, path: Path, *, towers: bool = True) -> TwoTowerModel:
+        """Read a model written by :meth:`save` (embeddings from their tables).
 
+        Args:
+            path: The model folder.
+            towers: Also load the Keras model (TensorFlow), which :meth:`embed_users`/:meth:`embed_items`
+                need; scoring the stored users and items (:meth:`score`, :meth:`score_users`) does not.
+        """
         path = Path(path)
         meta = read_params(path)
-        model = keras.models.load_model(path / "two_tower.keras")
+        model = None
+        if towers:
+            import keras
+
+            model = keras.models.load_model(path / "two_tower.keras")
         pre = TowerPreprocessor.from_json((path / "preprocessing.json").read_text())
         user = _embeddings(pd.read_parquet(path / "user_embeddings.parquet"), "user_idx")
-        item = _embeddings(pd.read_parquet(path / "item_embeddings.parquet"), "item_idx")
-        return cls(model, pre, user, item, TwoTowerParams.from_dict(meta["params"]), meta.get("history", {}))
+        items = pd.read_parquet(path / "item_embeddings.parquet").sort_values("item_idx")
+        bias = items["bias"].to_numpy(np.float32) if "bias" in items.columns else None
+        history = meta.get("history", {})
+        return cls(model, pre, user, _embeddings(items, "item_idx"), TwoTowerParams.from_dict(meta["params"]), history,
+                   bias, float(history.get("scale", [1.0])[-1]))  # fmt: skip
 
 
 def embeddings_frame(emb: np.ndarray, key: str) -> pd.DataFrame:
@@ -397,12 +458,15 @@ def fit_two_tower(
 
     model = build_model(ux.shape[1], ix.shape[1], params)
     if params.loss == "softmax":
-        history = _fit_softmax(model, train, ux, ix, params, preprocessor, rng, list(extra_callbacks or []))
+        held = None if validation is None or not len(validation[0]) else validation
+        history = _fit_softmax(model, train, ux, ix, params, preprocessor, rng, list(extra_callbacks or []), held)
         out = TwoTowerModel(model, preprocessor, np.zeros((0, params.layers[-1]), np.float32),
-                            np.zeros((0, params.layers[-1]), np.float32), params, history)  # fmt: skip
+                            np.zeros((0, params.layers[-1]), np.float32), params, history,
+                            scale=history["scale"][-1])  # fmt: skip
         out.user_emb, out.item_emb = out.embed_users(user_x), out.embed_items(item_x)
+        out.item_bias = out.bias_items(item_x)
         logger.info("two-tower (softmax) fitted: %d users x %d items, layers %s, %d epochs in %.1fs", out.n_users,
-                    out.n_items, params.layers, params.epochs, time.monotonic() - start)  # fmt: skip
+                    out.n_items, params.layers, len(history["loss"]), time.monotonic() - start)  # fmt: skip
         return out
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
                   loss="mse" if mse else "binary_crossentropy")  # fmt: skip
@@ -427,9 +491,38 @@ def fit_two_tower(
     return out
 
 
+_VALIDATION_PAIRS = 20_000
+"""At most this many held-out pairs (a seeded sample) score the softmax variant's validation loss."""
+
+
+def _full_softmax_loss(vu: np.ndarray, vi: np.ndarray, bias: np.ndarray, item_idx: np.ndarray, scale: float) -> float:
+    """Mean cross-entropy of ``softmax(scale * vu @ vi.T + bias)`` at ``item_idx``.
+
+    Args:
+        vu: ``[n, k]`` user embeddings of the pairs.
+        vi: ``[n_items, k]`` item embeddings.
+        bias: ``[n_items]`` item biases (zeros without).
+        item_idx: ``[n]`` the chosen items.
+        scale: The logits' scale.
+    """
+    total = 0.0
+    for s in range(0, len(item_idx), 2048):
+        logits = scale * (vu[s : s + 2048].astype(np.float64) @ vi.T.astype(np.float64)) + bias[None, :]
+        top = logits.max(axis=1)
+        lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+        total += float((lse - logits[np.arange(len(logits)), item_idx[s : s + 2048]]).sum())
+    return total / max(len(item_idx), 1)
+
+
 def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerParams, preprocessor: TowerPreprocessor,
-                 rng: np.random.Generator, callbacks: list[Any]) -> dict[str, list[float]]:  # fmt: skip
-    """Sampled-softmax training of both towers (see the module docstring); returns ``{"loss": [per epoch]}``."""
+                 rng: np.random.Generator, callbacks: list[Any],
+                 validation: tuple[np.ndarray, ...] | None = None) -> dict[str, list[float]]:  # fmt: skip
+    """Sampled-softmax training of both towers (see the module docstring).
+
+    Returns:
+        ``{"loss": [per epoch], "scale": [final]}``, with a validation set also ``val_loss``,
+        ``val_warm_loss``, ``val_cold_loss`` per epoch and ``best_epoch`` (whose weights are kept).
+    """
     import keras
     import tensorflow as tf
 
@@ -443,9 +536,15 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
                          else np.zeros((1, ux.shape[1]), np.float32))  # fmt: skip
     cold_i = tf.constant(preprocessor.cold_item()[None, :] if preprocessor.item_dim == ix.shape[1]
                          else np.zeros((1, ix.shape[1]), np.float32))  # fmt: skip
-    log_scale = tf.Variable(np.log(10.0), dtype=tf.float32, name="log_scale")
-    variables = users.trainable_variables + items.trainable_variables + [log_scale]
-    opt = keras.optimizers.Adam(params.learning_rate)
+    scale = model.get_layer("scale").kernel  # [1, 1]
+    item_bias = model.get_layer("item_bias") if params.item_bias else None
+    towers = users.trainable_variables + items.trainable_variables
+    head = [scale] + (item_bias.trainable_variables if item_bias is not None else [])
+    variables = towers + head
+    # The scale and the bias are a handful of weights that must travel far (a bias of ~log(count)):
+    # at the towers' step size they would still be near their start after an epoch.
+    opt, head_opt = keras.optimizers.Adam(params.learning_rate), keras.optimizers.Adam(10 * params.learning_rate)
+
     def blank(x: tf.Tensor, cols: tf.Tensor, cold: tf.Tensor, seed: tf.Tensor, share: float) -> tf.Tensor:
         drop = tf.random.stateless_uniform((tf.shape(x)[0], 1), seed=seed) < share
         return tf.where(drop & cols, cold, x)
@@ -458,17 +557,44 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
         neg_x = blank(tf.gather(ix, neg), stat_cols, cold_i, seed + 3, params.item_cold_dropout)
         with tf.GradientTape() as tape:
             vu, vp, vn = users(u_x, training=True), items(pos_x, training=True), items(neg_x, training=True)
-            pos = tf.reduce_sum(vu * vp, axis=1, keepdims=True)
-            negs = tf.matmul(vu, vn, transpose_b=True)
+            pos = scale[0, 0] * tf.reduce_sum(vu * vp, axis=1, keepdims=True)  # [b, 1]
+            negs = scale[0, 0] * tf.matmul(vu, vn, transpose_b=True)  # [b, negatives]
+            if item_bias is not None:
+                pos += item_bias(pos_x, training=True)
+                negs += tf.transpose(item_bias(neg_x, training=True))
             negs = tf.where(tf.equal(i[:, None], neg[None, :]), tf.constant(-1e9), negs)  # accidental hits
-            logits = tf.exp(log_scale) * tf.concat([pos, negs], axis=1)
+            logits = tf.concat([pos, negs], axis=1)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(u), logits))
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        grads = tape.gradient(loss, variables)
+        opt.apply_gradients(zip(grads[: len(towers)], towers, strict=True))
+        head_opt.apply_gradients(zip(grads[len(towers) :], head, strict=True))
         return loss
+
+    val_u = val_i = None
+    if validation is not None:
+        val_u, val_i = np.asarray(validation[0], np.int64), np.asarray(validation[1], np.int64)
+        if len(val_u) > _VALIDATION_PAIRS:
+            pick = np.sort(np.random.default_rng(params.seed).choice(len(val_u), _VALIDATION_PAIRS, replace=False))
+            val_u, val_i = val_u[pick], val_i[pick]
+    item_x_np, user_x_np = ix.numpy(), ux.numpy()
+    cold_hist = preprocessor.user_history_columns() if preprocessor.user_dim == user_x_np.shape[1] else None
+
+    def validate() -> tuple[float, float]:
+        vi = np.asarray(items(item_x_np, training=False))
+        b = (np.asarray(item_bias(item_x_np, training=False)).reshape(-1).astype(np.float64) if item_bias is not None
+             else np.zeros(vi.shape[0]))  # fmt: skip
+        s = float(scale[0, 0])
+        users_x = user_x_np[val_u]
+        warm = _full_softmax_loss(np.asarray(users(users_x, training=False)), vi, b, val_i, s)
+        if cold_hist is None:
+            return warm, warm
+        blanked = np.where(cold_hist[None, :], preprocessor.cold_user()[None, :], users_x).astype(np.float32)
+        return warm, _full_softmax_loss(np.asarray(users(blanked, training=False)), vi, b, val_i, s)
 
     for cb in callbacks:
         cb.set_model(model)
     history: dict[str, list[float]] = {"loss": []}
+    best: tuple[float, int, list[Any]] | None = None
     n_step = 0
     for epoch in range(params.epochs):
         for cb in callbacks:
@@ -480,9 +606,26 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
             n += len(u)
             n_step += 3
         history["loss"].append(total / max(n, 1))
-        logger.info("two-tower (softmax) epoch %d: loss %.4f, scale %.2f", epoch + 1, history["loss"][-1],
-                    float(tf.exp(log_scale)))  # fmt: skip
+        logs = {"loss": history["loss"][-1]}
+        if val_u is not None:
+            warm, cold = validate()
+            logs.update(val_warm_loss=warm, val_cold_loss=cold,
+                        val_loss=(1.0 - params.cold_dropout) * warm + params.cold_dropout * cold)  # fmt: skip
+            for key in ("val_loss", "val_warm_loss", "val_cold_loss"):
+                history.setdefault(key, []).append(logs[key])
+            if best is None or logs["val_loss"] < best[0]:
+                best = (logs["val_loss"], epoch, [v.numpy() for v in variables])
+        logger.info("two-tower (softmax) epoch %d: %s, scale %.2f", epoch + 1,
+                    ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), float(scale[0, 0]))  # fmt: skip
         for cb in callbacks:
-            cb.on_epoch_end(epoch, {"loss": history["loss"][-1]})
-    history["scale"] = [float(tf.exp(log_scale))]
+            cb.on_epoch_end(epoch, logs)
+        if best is not None and params.patience > 0 and epoch - best[1] >= params.patience:
+            logger.info("two-tower (softmax): no validation improvement for %d epochs; keeping epoch %d",
+                        params.patience, best[1] + 1)  # fmt: skip
+            break
+    if best is not None and params.patience > 0:
+        for var, value in zip(variables, best[2], strict=True):
+            var.assign(value)
+        history["best_epoch"] = [float(best[1] + 1)]
+    history["scale"] = [float(scale[0, 0])]
     return history

@@ -18,7 +18,7 @@ from tests.conftest import load_bench
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-MODELS = ("two_tower", "two_tower_served", "cf_explicit", "popularity")
+MODELS = ("two_tower", "two_tower_served", "cf_explicit", "popularity", "demographic_popularity")
 SMALL = {"n_users": 600, "n_items": 300, "n_groups": 8, "mean_ratings_per_user": 45.0, "min_ratings_per_user": 15,
          "seed": 42}  # fmt: skip
 FAST_EPOCHS = 20
@@ -59,6 +59,10 @@ def test_table_json_and_html_have_every_cohort_and_model(bench_run) -> None:  # 
     assert ds["params"]["two_tower"]["epochs"] == FAST_EPOCHS and ds["params"]["two_tower"]["loss"] == "softmax"
     assert ds["two_tower"]["n_validation"] > 0
     assert [t["status"] for t in ds["targets"]] != [] and {t["status"] for t in ds["targets"]} <= {"pass", "fail"}
+    assert sum(t["issue_target"] for t in ds["targets"]) == 2
+    for t in ds["targets"]:  # the paired difference is the difference of the means, inside its interval
+        assert t["difference"] == pytest.approx(t["value"] - t["reference"], abs=1e-9), t
+        assert t["ci95"][0] <= t["difference"] <= t["ci95"][1] and t["significant"] == (t["ci95"][0] > 0), t
     # CF (mean normalisation) and popularity give every cold item one score: with the shared seeded tie order,
     # their cold-item lists, hence metrics, are the same.
     ci = ds["metrics"]["cold_items"]

@@ -30,9 +30,9 @@ from recsys.store import (
     RunInfo,
     SQLiteStore,
     Store,
+    audit,
     open_store,
 )
-from recsys.store import audit
 
 PG_URL = os.environ.get("RECSYS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

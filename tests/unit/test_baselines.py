@@ -106,3 +106,23 @@ def test_baselines_go_through_the_protocol() -> None:
     for name in ("ItemMean", "UserItemBias"):
         assert np.isfinite(got[name]["rmse"]) and 0.0 <= got[name]["ndcg"] <= 1.0
     assert "rmse" not in got["Popularity"] and 0.0 <= got["Popularity"]["ndcg"] <= 1.0
+
+
+def test_demographic_popularity_known_answer() -> None:
+    from recsys.models.baselines import DemographicPopularity
+
+    # Tokens: [young, old, f, m]. User 0 (young f) and 1 (young m) rated item 0; user 2 (old m) items 1 and 2;
+    # user 3 (young f) and user 4 (no demographics) have no rating.
+    demo = np.array([[1, 0, 1, 0], [1, 0, 0, 1], [0, 1, 0, 1], [1, 0, 1, 0], [0, 0, 0, 0]], dtype=float)
+    u, i = np.array([0, 1, 2, 2]), np.array([0, 0, 1, 2])
+    model = DemographicPopularity(demo, power=1.0, prior=0.1).fit(u, i, np.ones(4), 5, 4)
+    share = np.array([2, 1, 1, 0]) / 4
+    # User 3 shares 2 tokens with user 0, 1 with user 1, 0 with user 2 (user 3 itself has no rating: weight 0).
+    np.testing.assert_allclose(model.score_users(np.array([3]))[0], np.array([3, 0, 0, 0]) / 3 + 0.1 * share)
+    # A user who shares no token with a rater gets plain popularity (times the prior).
+    np.testing.assert_allclose(model.score_users(np.array([4]))[0], 0.1 * share)
+    # power 0 weighs every rater alike (even without a shared token): popularity by users.
+    flat = DemographicPopularity(demo, power=0.0, prior=0.0).fit(u, i, np.ones(4), 5, 4)
+    np.testing.assert_allclose(flat.score_users(np.array([3]))[0], [2 / 3, 1 / 3, 1 / 3, 0])
+    np.testing.assert_allclose(model.predict(np.array([3, 4]), np.array([0, 1])), [1 + 0.05, 0.025])
+    assert not model.predicts_ratings

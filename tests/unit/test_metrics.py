@@ -12,7 +12,14 @@ import math
 import numpy as np
 import pytest
 
-from recsys.evaluation.metrics import ranking_metrics, rating_metrics, relevant_lists, top_k_items
+from recsys.evaluation.metrics import (
+    ndcg_per_user,
+    paired_bootstrap_ci,
+    ranking_metrics,
+    rating_metrics,
+    relevant_lists,
+    top_k_items,
+)
 
 LOG2_3 = math.log2(3)
 
@@ -174,6 +181,15 @@ def test_hand_computed_two_users_means() -> None:
     assert m["map"] == pytest.approx(((1 / 2 + 2 / 3) / 3) / 2)
     assert m["hit_rate"] == pytest.approx(0.5)
     assert m["n_users"] == 2
+
+
+def test_ndcg_per_user_hand_computed_and_its_mean_is_the_metric() -> None:
+    rec = np.array([[1, 0, 3], [4, 3, 2], [0, 1, 2]])
+    relevant = rel([0, 2, 3, 4], [0], [])
+    per_user = ndcg_per_user(rec, relevant, k=3, n_items=5)
+    assert per_user[0] == pytest.approx((1 / LOG2_3 + 1 / 2) / (1 + 1 / LOG2_3 + 1 / 2))
+    assert per_user[1] == 0.0 and np.isnan(per_user[2])  # no relevant item: NaN, as ranking_metrics skips it
+    assert np.nanmean(per_user) == pytest.approx(ranking_metrics(rec, relevant, k=3, n_items=5)["ndcg"])
 
 
 def test_users_with_empty_relevant_set_are_skipped_and_counted() -> None:
@@ -359,3 +375,17 @@ def test_end_to_end_with_top_k_items_and_relevant_lists() -> None:
     assert m["precision"] == pytest.approx(0.5)
     assert m["recall"] == pytest.approx(0.75)
     assert m["coverage"] == pytest.approx(3 / 5)
+
+
+def test_paired_bootstrap_ci_brackets_the_mean_and_separates_a_clear_gain_from_noise() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.random(400)
+    mean, lo, hi = paired_bootstrap_ci(base + 0.05 + rng.normal(0, 0.02, 400), base, seed=1)
+    assert lo < mean < hi and lo > 0.04 and hi < 0.06  # a steady gain: the interval excludes 0
+    mean, lo, hi = paired_bootstrap_ci(base + rng.normal(0, 0.2, 400), base, seed=1)
+    assert lo < 0 < hi  # pure noise: the interval straddles 0
+    assert paired_bootstrap_ci(np.array([1.0, np.nan]), np.array([0.5, 0.2]))[0] == pytest.approx(0.5)
+    assert all(np.isnan(paired_bootstrap_ci(np.array([np.nan]), np.array([1.0]))))
+    with pytest.raises(ValueError):
+        paired_bootstrap_ci(np.zeros(2), np.zeros(3))
+
