@@ -19,8 +19,8 @@ ReLU between, linear last) to an L2-normalised embedding ``v_u`` / ``v_m``
   features (an accidental hit, a negative equal to the positive, is masked). The
   bias carries how often an item is chosen by anyone (its rating count is a
   feature; a new item gets the bias its content earns), so the unit vectors are
-  left to carry taste: without it a user from side data alone ranks the most
-  chosen items below popularity's order.
+  left to carry taste (``bench/cold_start.py``, ML-100K users held out entirely:
+  NDCG@10 0.467 without the bias, 0.498 with it; popularity 0.549).
   This learns which items a user chooses (popular ones included), what ranking
   needs; the rating losses learn how much a user likes what they chose, and rank
   far worse. ``cold_dropout`` replaces, for that share of the training pairs, the
