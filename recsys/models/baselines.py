@@ -127,7 +127,8 @@ class DemographicPopularity:
         self.prior = prior
 
     def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int,
-            n_items: int) -> DemographicPopularity:  # fmt: skip  # noqa: D102
+            n_items: int) -> DemographicPopularity:  # fmt: skip
+        """Count who rated what (``rating`` is not used: every rating is a choice)."""
         from scipy import sparse
 
         u, i = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
@@ -147,11 +148,15 @@ class DemographicPopularity:
         seg = np.divide(seg, total, out=np.zeros_like(seg), where=total > 0)
         return seg + self.prior * self.share_[None, :]
 
-    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:  # noqa: D102
+    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """``[n]`` scores of pairs (computed 1,024 pairs at a time)."""
         users, items = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
-        return np.concatenate([self.score_users(users[s : s + 1024])[np.arange(min(1024, users.size - s)),
-                                                                     items[s : s + 1024]]
-                               for s in range(0, users.size, 1024)]) if users.size else np.zeros(0)  # fmt: skip
+        out = np.empty(users.size)
+        for s in range(0, users.size, 1024):
+            block = slice(s, s + 1024)
+            scores = self.score_users(users[block])
+            out[block] = scores[np.arange(scores.shape[0]), items[block]]
+        return out
 
 
 class UserItemBias:
