@@ -506,10 +506,13 @@ def _full_softmax_loss(vu: np.ndarray, vi: np.ndarray, bias: np.ndarray, item_id
         scale: The logits' scale.
     """
     total = 0.0
-    for s in range(0, len(item_idx), 2048):
-        logits = scale * (vu[s : s + 2048].astype(np.float64) @ vi.T.astype(np.float64)) + bias[None, :]
-        top = logits.max(axis=1)
-        lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    vi_t = np.ascontiguousarray(vi.T, dtype=np.float32)
+    b = np.asarray(bias, np.float32)[None, :]
+    for s in range(0, len(item_idx), 2048):  # float32 (a monitoring figure; 2x faster than float64)
+        logits = np.float32(scale) * (np.asarray(vu[s : s + 2048], np.float32) @ vi_t) + b
+        top = logits.max(axis=1, keepdims=True)
+        np.subtract(logits, top, out=logits)
+        lse = np.log(np.exp(logits).sum(axis=1, dtype=np.float64))
         total += float((lse - logits[np.arange(len(logits)), item_idx[s : s + 2048]]).sum())
     return total / max(len(item_idx), 1)
 
