@@ -501,11 +501,13 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td:first-child,td
 
 
 def _overrides(text: str) -> dict[str, Any]:
-    """``"epochs=5,learning_rate=0.003,layers=64-32"`` -> dict (``-`` separates tuple items)."""
+    """``"epochs=5,learning_rate=0.003,layers=64-32,item_bias=false"`` -> dict (``-`` separates tuple items)."""
     out: dict[str, Any] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         key, _, value = part.partition("=")
-        if "-" in value and not value.startswith("-") and "e-" not in value:
+        if value.lower() in ("true", "false"):  # e.g. item_bias=false
+            out[key] = value.lower() == "true"
+        elif "-" in value and not value.startswith("-") and "e-" not in value:
             out[key] = tuple(int(x) for x in value.split("-"))
         else:
             out[key] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value

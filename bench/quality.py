@@ -189,8 +189,8 @@ def _two_tower_specs(data_dir: Path, spark: Any, splits: list[Split]) -> list[_S
     Spark transforms (:mod:`recsys.evaluation.feature_frames`), are transformed by a
     :class:`~recsys.features.tower_inputs.TowerPreprocessor` fitted on them and re-indexed to
     the protocol's indices (MovieLens id - 1). Rows: ``two_tower``, the pipeline's settings
-    (``softmax`` retrieval loss with cold dropout, 10 epochs); ``two_tower_mse``, MSE on
-    ratings (its RMSE), early-stopped on a 10% hash hold-out of the fold's training ratings.
+    (``softmax`` retrieval loss with cold dropout); ``two_tower_mse``, MSE on ratings (its RMSE).
+    Both stop early on a 10% hash hold-out of the fold's training ratings.
     """
     from recsys.config import Settings
     from recsys.data.sources import open_source

@@ -665,22 +665,22 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
             models the run skipped, are left out).
     """
     from recsys.evaluation.report import write_run_report
-    from recsys.models.io import load_model
+    from recsys.models.io import read_params
 
     dirs = [model_dir] if isinstance(model_dir, str) else [d for d in model_dir if d]
     metrics: dict[str, Any] = {}
     curves: dict[str, dict[str, list[float]]] = {}  # one chart per model: its curves per epoch
     for d in dirs:
-        model = load_model(d)
+        history = read_params(Path(d)).get("history", {})  # the curves only: no model is loaded
         metrics.update(json.loads((Path(d) / "metrics.json").read_text()))
         name = Path(d).parent.name
-        chart = curves.setdefault(f"{name}: training curves", {"train loss": model.history.get("loss", [])})
-        if model.history.get("val_rmse"):
+        chart = curves.setdefault(f"{name}: training curves", {"train loss": history.get("loss", [])})
+        if history.get("val_rmse"):
             # The run's models check the test split each epoch; the two-tower model its validation hold-out.
-            chart[f"{'validation' if name == 'two_tower' else 'test'} RMSE"] = model.history["val_rmse"]
+            chart[f"{'validation' if name == 'two_tower' else 'test'} RMSE"] = history["val_rmse"]
         for key, label in (("val_warm_loss", "validation loss"), ("val_cold_loss", "validation loss, users as new")):
-            if model.history.get(key):  # the softmax two-tower: full-catalogue cross-entropy of held-out pairs
-                chart[label] = model.history[key]
+            if history.get(key):  # the softmax two-tower: full-catalogue cross-entropy of held-out pairs
+                chart[label] = history[key]
     counts = {}
     for name in (*GATED_TABLES, "similar_items", "recommendations"):
         try:

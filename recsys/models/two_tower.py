@@ -531,14 +531,13 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
 
     users, items = model.get_layer("user_tower"), model.get_layer("item_tower")
     n_items = int(ix.shape[0])
-    hist_cols = tf.constant(preprocessor.user_history_columns()[None, :] if preprocessor.user_dim == ux.shape[1]
-                            else np.zeros((1, ux.shape[1]), bool))  # fmt: skip
-    stat_cols = tf.constant(preprocessor.item_stats_columns()[None, :] if preprocessor.item_dim == ix.shape[1]
-                            else np.zeros((1, ix.shape[1]), bool))  # fmt: skip
-    cold_u = tf.constant(preprocessor.cold_user()[None, :] if preprocessor.user_dim == ux.shape[1]
-                         else np.zeros((1, ux.shape[1]), np.float32))  # fmt: skip
-    cold_i = tf.constant(preprocessor.cold_item()[None, :] if preprocessor.item_dim == ix.shape[1]
-                         else np.zeros((1, ix.shape[1]), np.float32))  # fmt: skip
+    # Which columns cold dropout blanks, and to what; inputs the preprocessor did not make are never blanked.
+    user_ok, item_ok = preprocessor.user_dim == ux.shape[1], preprocessor.item_dim == ix.shape[1]
+    hist_np = preprocessor.user_history_columns() if user_ok else np.zeros(ux.shape[1], bool)
+    cold_u_np = preprocessor.cold_user() if user_ok else np.zeros(ux.shape[1], np.float32)
+    hist_cols, cold_u = tf.constant(hist_np[None, :]), tf.constant(cold_u_np[None, :])
+    stat_cols = tf.constant((preprocessor.item_stats_columns() if item_ok else np.zeros(ix.shape[1], bool))[None, :])
+    cold_i = tf.constant((preprocessor.cold_item() if item_ok else np.zeros(ix.shape[1], np.float32))[None, :])
     scale = model.get_layer("scale").kernel  # [1, 1]
     item_bias = model.get_layer("item_bias") if params.item_bias else None
     towers = users.trainable_variables + items.trainable_variables
@@ -580,18 +579,17 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
             pick = np.sort(np.random.default_rng(params.seed).choice(len(val_u), _VALIDATION_PAIRS, replace=False))
             val_u, val_i = val_u[pick], val_i[pick]
     item_x_np, user_x_np = ix.numpy(), ux.numpy()
-    cold_hist = preprocessor.user_history_columns() if preprocessor.user_dim == user_x_np.shape[1] else None
 
     def validate() -> tuple[float, float]:
         vi = np.asarray(items(item_x_np, training=False))
-        b = (np.asarray(item_bias(item_x_np, training=False)).reshape(-1).astype(np.float64) if item_bias is not None
-             else np.zeros(vi.shape[0]))  # fmt: skip
+        b = (np.asarray(item_bias(item_x_np, training=False)).reshape(-1) if item_bias is not None
+             else np.zeros(vi.shape[0], np.float32))  # fmt: skip
         s = float(scale[0, 0])
         users_x = user_x_np[val_u]
         warm = _full_softmax_loss(np.asarray(users(users_x, training=False)), vi, b, val_i, s)
-        if cold_hist is None:
+        if not hist_np.any():
             return warm, warm
-        blanked = np.where(cold_hist[None, :], preprocessor.cold_user()[None, :], users_x).astype(np.float32)
+        blanked = np.where(hist_np[None, :], cold_u_np[None, :], users_x).astype(np.float32)
         return warm, _full_softmax_loss(np.asarray(users(blanked, training=False)), vi, b, val_i, s)
 
     for cb in callbacks:

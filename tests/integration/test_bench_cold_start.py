@@ -86,3 +86,11 @@ def test_two_tower_beats_the_tied_baselines_on_cold_items(bench_run) -> None:  #
     assert ci["two_tower"]["ndcg"] > 1.2 * ci["cf_explicit"]["ndcg"], ci
     spread = result["datasets"]["synthetic"]["cold_items_random_order"]
     assert spread["p05"] <= ci["popularity"]["ndcg"] <= spread["p95"] and ci["two_tower"]["ndcg"] > spread["p95"]
+
+
+def test_two_tower_overrides_parse_numbers_tuples_and_booleans() -> None:
+    bench = load_bench("cold_start")
+    got = bench._overrides("epochs=5, learning_rate=0.003,layers=64-32,item_bias=false,cold_dropout=1e-1,loss=mse")
+    assert got == {"epochs": 5, "learning_rate": 0.003, "layers": (64, 32), "item_bias": False, "cold_dropout": 0.1,
+                   "loss": "mse"}  # fmt: skip
+    assert bench.pipeline_two_tower_params(got).item_bias is False

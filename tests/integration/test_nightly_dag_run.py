@@ -114,6 +114,7 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
     assert run["metrics"]["autorec_test_rmse"] == pytest.approx(autorec["autorec_test_rmse"])
     assert run["metrics"]["two_tower_ndcg"] == pytest.approx(tower["two_tower_ndcg"])
     assert "two-tower" in report
+    assert "two_tower: training curves" in report and "validation loss, users as new" in report  # early stopping
 
 
 def test_rerun_same_date_replaces_outputs(home: Path, first_run: pd.DataFrame) -> None:
