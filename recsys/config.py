@@ -81,6 +81,12 @@ class TwoTowerConfig(BaseSettings):
     cold_dropout: float = Field(0.3, ge=0, le=1, description="share of pairs trained as if the user were new")
     item_cold_dropout: float = Field(0.1, ge=0, le=1, description="share of items trained as if unrated")
     item_bias: bool = Field(TwoTowerParams.item_bias, description="learnt item bias in the softmax logits")
+    popularity_prior: bool = Field(TwoTowerParams.popularity_prior,
+                                   description="rated items' bias fixed at log(1 + count); towers learn taste on top")
+    demographic_dropout: float = Field(0.8, ge=0, le=1,
+                                       description="share of demographic inputs blanked in cold-dropout rows")
+    calibrate_cold: bool = Field(TwoTowerParams.calibrate_cold,
+                                 description="choose new users' temperature on the validation split (NDCG@10)")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="training ratings held out for early stopping")
 
 
@@ -146,7 +152,8 @@ class Settings(BaseSettings):
         cold_start_max_ratings: Users with at most this many training ratings (0 included)
             are cold-start users: the two-tower model ranks their candidates.
         cold_start_popularity_weight: Weight of popularity blended with the two-tower score
-            for cold-start users (:mod:`recsys.models.blend`; 0: the two-tower model alone).
+            for cold-start users with a few ratings (:func:`recsys.pipeline.cold_start_model`;
+            users without ratings, and everyone with 0, get the two-tower model alone).
         use_tuned: Train with the parameters of the dataset's last search (``recsys tune``,
             ``models/<dataset>/tuned/``) where present; explicit settings still win.
     """

@@ -367,6 +367,7 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
         "two_tower_epoch_seconds": fit_seconds / epochs,
         "two_tower_examples_per_second": n_fit * epochs / max(fit_seconds, 1e-9),
         "cold_start_users": float((n_train <= settings.cold_start_max_ratings).sum()),
+        "two_tower_cold_temperature": float(model.history.get("cold_temperature", [1.0])[-1]),
     }
     metrics.update(_test_metrics(model, split, "two_tower", settings.top_k))
     metrics["two_tower_seconds"] = time.monotonic() - start
@@ -526,6 +527,33 @@ COLD_START_NOTE = " (new here: chosen by your profile)"
 """Appended to the reason of every recommendation the two-tower model ranked (the serving rule, visible)."""
 
 
+def cold_start_model(tower: Any, popularity: Any, n_train: np.ndarray, popularity_weight: float, *,
+                     seed: int) -> Any:  # fmt: skip
+    """The model that ranks cold-start users' candidates (the serving rule of :func:`recommend`).
+
+    Users without training ratings: the two-tower model alone (its logits already hold popularity,
+    ``log(1 + count)``, and its cold temperature was chosen for such users). Users with a few: the
+    two-tower score blended with popularity (weight ``popularity_weight``; :func:`recsys.models.blend.blend`),
+    which ranks them better than either (``bench/cold_start.py``: the towers never saw a user with
+    so few ratings in training).
+
+    Args:
+        tower: The fitted two-tower model.
+        popularity: The fitted popularity baseline (same index spaces).
+        n_train: ``[n_users]`` training ratings per user.
+        popularity_weight: Popularity's weight for users with ratings (0: the two-tower model alone).
+        seed: Seed of the blend's scale sample.
+    """
+    from recsys.models.blend import PerUser, blend
+
+    if popularity_weight <= 0:
+        return tower
+    mixed = blend({"two_tower": tower, "popularity": popularity},
+                  {"two_tower": 1.0 - popularity_weight, "popularity": popularity_weight},
+                  n_users=tower.n_users, seed=seed)  # fmt: skip
+    return PerUser(mixed, tower, np.asarray(n_train)[: tower.n_users] == 0)
+
+
 def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | None = None,
               rating_dir: str | None = None, tower_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Candidates for every user, ranked by the model that serves them; writes ``recommendations``.
@@ -536,15 +564,13 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
       included) is served by the two-tower model when it was trained (``tower_dir``):
       candidates are the two-tower neighbours of their recent items, the items nearest
       their profile embedding (which reaches items nobody has rated yet) and popular
-      items, ranked by the two-tower score blended with popularity
-      (``cold_start_popularity_weight``, :func:`recsys.models.blend.blend`: measured on
-      MovieLens 100K, the two-tower model alone ranks below popularity for brand-new users,
-      the blend above it; ``bench/cold_start.py``); each reason ends with :data:`COLD_START_NOTE`;
+      items, ranked by the two-tower model alone for users without ratings and by its blend
+      with popularity for users with a few (:func:`cold_start_model`); each reason ends with
+      :data:`COLD_START_NOTE`;
     * everybody else: CF neighbours of their recent items and popular items, ranked by
       the serving model (:func:`serving_model_dir`).
     """
     from recsys.models.baselines import Popularity
-    from recsys.models.blend import blend
     from recsys.models.io import load_model
     from recsys.models.two_tower import TwoTowerModel
     from recsys.ranking.rank import rank_candidates
@@ -581,9 +607,8 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
         cold_cand = build_candidates(everyone[cold], history, neighbor_matrix(sim[sim["source"] == "two_tower"],
                                      tower.n_items, settings.n_neighbors), popular, n_recent=settings.n_recent,
                                      n_popular=settings.n_popular, extra=profile)  # fmt: skip
-        w = settings.cold_start_popularity_weight
-        cold_model = blend({"two_tower": tower, "popularity": popularity}, {"two_tower": 1.0 - w, "popularity": w},
-                           n_users=tower.n_users, seed=settings.seed) if w > 0 else tower  # fmt: skip
+        cold_model = cold_start_model(tower, popularity, n_train, settings.cold_start_popularity_weight,
+                                      seed=settings.seed)  # fmt: skip
         cold_recs = rank_candidates(cold_cand, cold_model.predict, top_k=settings.top_k, titles=titles)
         cold_recs["reason"] = cold_recs["reason"] + COLD_START_NOTE
         frames.append(cold_recs)

@@ -135,3 +135,58 @@ def blend(models: dict[str, Any], weights: dict[str, float], *, n_users: int, se
     first = next(iter(models.values()))
     logger.info("blend: %s", {n: (w, round(s, 4)) for n, w, s in zip(params.members, params.weights, scales, strict=True)})
     return BlendModel(list(models.values()), params, dict(getattr(first, "history", {})))
+
+
+@dataclass
+class PerUser:
+    """Two fitted models, each serving its own users: ``second`` where ``use_second[u]``, else ``first``.
+
+    E.g. the cold-start rule of :func:`recsys.pipeline.recommend`: users without ratings are ranked by
+    the two-tower model alone, users with a few by its blend with popularity.
+
+    Attributes:
+        first: Model of the users not flagged.
+        second: Model of the flagged users (same index spaces).
+        use_second: ``[n_users]`` bool; users beyond it are served by ``first``.
+    """
+
+    first: Any
+    second: Any
+    use_second: np.ndarray
+
+    predicts_ratings = False
+
+    @property
+    def n_users(self) -> int:
+        """Users of the first model."""
+        return self.first.n_users
+
+    @property
+    def n_items(self) -> int:
+        """Items of the first model."""
+        return self.first.n_items
+
+    def _flags(self, user_idx: np.ndarray) -> np.ndarray:
+        u = np.asarray(user_idx, dtype=np.int64)
+        flags = np.zeros(u.size, dtype=bool)
+        inside = (u >= 0) & (u < self.use_second.size)
+        flags[inside] = self.use_second[u[inside]]
+        return flags
+
+    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        """``[len(user_idx), n_items]`` each user's scores from their model."""
+        u = np.asarray(user_idx, dtype=np.int64)
+        out = np.array(self.first.score_users(u), dtype=np.float64)
+        flags = self._flags(u)
+        if flags.any():
+            out[flags] = self.second.score_users(u[flags])
+        return out
+
+    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """``[n]`` scores of pairs, each from its user's model."""
+        u, i = np.asarray(user_idx, dtype=np.int64), np.asarray(item_idx, dtype=np.int64)
+        out = np.array(self.first.predict(u, i), dtype=np.float64)
+        flags = self._flags(u)
+        if flags.any():
+            out[flags] = self.second.predict(u[flags], i[flags])
+        return out

@@ -15,24 +15,36 @@ ReLU between, linear last) to an L2-normalised embedding ``v_u`` / ``v_m``
   against ``negatives`` items drawn uniformly for each batch: the loss is the
   cross-entropy of ``softmax([l(u, pos), l(u, neg_1), ...])`` over the logits
   ``l(u, m) = s * v_u . v_m + b_m`` with a learnt scale ``s`` and, with
-  ``item_bias``, a learnt item bias ``b_m = w . x_m + c``, linear in the item's
-  features (an accidental hit, a negative equal to the positive, is masked). The
-  bias carries how often an item is chosen by anyone (its rating count is a
-  feature; a new item gets the bias its content earns), so the unit vectors are
-  left to carry taste (``bench/cold_start.py``, ML-100K users held out entirely:
-  NDCG@10 0.467 without the bias, 0.498 with it; popularity 0.549).
+  ``item_bias``, an item bias ``b_m`` (an accidental hit, a negative equal to the
+  positive, is masked). With ``popularity_prior`` (the default) the bias of an item
+  with training ratings is fixed at ``log(1 + count)``, the maximum-likelihood logit
+  of the no-information softmax, so a user the towers know nothing about is ranked
+  exactly by popularity and the unit vectors carry taste on top of it; items
+  without ratings get ``w . x_m + c``, linear in their features, which learns to
+  predict that log-popularity from content through the bias-only softmax (on the
+  items cold dropout blanks). Without the prior, ``b_m = w . x_m + c`` for every
+  item, learnt with the towers (``bench/cold_start.py``, ML-100K users held out
+  entirely, NDCG@10: 0.467 without any bias, 0.498 with the learnt one, 0.549 with
+  the prior and the cold temperature, popularity 0.549; synthetic 0.586 vs 0.548).
   This learns which items a user chooses (popular ones included), what ranking
   needs; the rating losses learn how much a user likes what they chose, and rank
   far worse. ``cold_dropout`` replaces, for that share of the training pairs, the
-  user's rating-history features by those of a user without ratings, and the
-  item's rating statistics by those of an unrated item, so that the towers learn
-  to place cold users and items from side data alone (they never see such inputs
-  otherwise). With a validation set, each epoch ends with the full softmax
-  cross-entropy of the held-out pairs over the whole catalogue, once with the
-  users' features (``val_warm_loss``) and once with their rating history blanked
-  (``val_cold_loss``, the cold-start case); early stopping watches their mix
-  ``val_loss = (1 - cold_dropout) * warm + cold_dropout * cold``, the training
-  objective's own mix.
+  user's rating-history features by those of a user without ratings (and blanks
+  a further ``demographic_dropout`` share of their demographic inputs, so that
+  rare combinations are not memorised), and the item's rating statistics by those
+  of an unrated item, so that the towers learn to place cold users and items from
+  side data alone (they never see such inputs otherwise). With a validation set,
+  each epoch ends with the full softmax cross-entropy of the held-out pairs over
+  the whole catalogue, once with the users' features (``val_warm_loss``) and once
+  with their rating history blanked (``val_cold_loss``, the cold-start case);
+  early stopping watches their mix ``val_loss = (1 - cold_dropout) * warm +
+  cold_dropout * cold``, the training objective's own mix. Trained for the
+  cross-entropy, the taste term is too sharp for a user known by side data only:
+  their top 10 is better with a smaller scale. ``calibrate_cold`` therefore picks
+  a cold temperature ``t`` (:data:`COLD_TEMPERATURES`) by the validation NDCG@10
+  of the held-out pairs' users scored as new users, and the logits of users
+  without rating history are ``t * s * v_u . v_m + b_m`` (ML-100K picks 0.7;
+  synthetic data, whose side data says more, 1.0).
 
 Because a user's embedding is computed from features, not looked up, the model
 scores users and items it never saw in training (cold start), from their side
@@ -85,6 +97,13 @@ class TwoTowerParams(FromDict):
         cold_dropout: Share of training pairs whose user's rating history is blanked (``softmax``).
         item_bias: Add a learnt item bias, linear in the item features, to the logits (``softmax``).
         item_cold_dropout: Share of training (and negative) items whose rating statistics are blanked (``softmax``).
+        popularity_prior: With ``item_bias``: the bias of an item with training ratings is fixed at
+            ``log(1 + count)``, and the feature-linear bias (for items without ratings) is trained by the
+            bias-only softmax, so the towers learn taste on top of popularity (``softmax``).
+        demographic_dropout: Share of the demographic inputs also blanked in the rows that cold dropout
+            blanks, so that new users are placed from coarse side data rather than memorised (``softmax``).
+        calibrate_cold: Choose the cold temperature (see :class:`TwoTowerModel`) on the validation pairs
+            scored as new users (``softmax`` with a validation set; else 1).
         rating_min: Lower end of the rating scale.
         rating_max: Upper end of the rating scale.
         seed: Seed of initialisation and shuffling.
@@ -101,6 +120,9 @@ class TwoTowerParams(FromDict):
     cold_dropout: float = 0.0
     item_bias: bool = True
     item_cold_dropout: float = 0.0
+    popularity_prior: bool = True
+    demographic_dropout: float = 0.0
+    calibrate_cold: bool = True
     rating_min: float = 1.0
     rating_max: float = 5.0
     seed: int = 42
@@ -259,6 +281,8 @@ class TwoTowerModel:
         history: Per-epoch ``loss`` and ``val_loss`` (and ``val_rmse`` on the rating scale for ``mse``).
         item_bias: ``[n_items]`` learnt item biases ``b_m`` (``softmax`` with ``item_bias``; else None).
         scale: The learnt scale ``s`` of the ``softmax`` logits (1 otherwise).
+        user_temperature: ``[n_users]`` factor ``t_u`` of the scale (``softmax``; None: 1 for everyone):
+            the cold temperature ``history["cold_temperature"]`` for users without rating history, 1 otherwise.
     """
 
     model: Any
@@ -269,6 +293,7 @@ class TwoTowerModel:
     history: dict[str, list[float]] = field(default_factory=dict)
     item_bias: np.ndarray | None = None
     scale: float = 1.0
+    user_temperature: np.ndarray | None = None
 
     @property
     def predicts_ratings(self) -> bool:
@@ -305,17 +330,36 @@ class TwoTowerModel:
         return np.asarray(self._tower("item_tower").predict(np.asarray(item_x, np.float32), batch_size=8192, verbose=0))
 
     def bias_items(self, item_x: np.ndarray) -> np.ndarray | None:
-        """``[n]`` item biases ``b_m`` of item vectors ``[n, d_i]`` (None without an item bias)."""
+        """``[n]`` feature-linear item biases ``w . x_m + c`` of item vectors ``[n, d_i]`` (None without an item
+        bias): what an item without training ratings gets (those with ratings: ``log(1 + count)`` with
+        ``popularity_prior``)."""
         if not (self.params.loss == "softmax" and self.params.item_bias):
             return None
         x = np.asarray(item_x, np.float32)
         return np.asarray(self._tower("item_bias").predict(x, batch_size=8192, verbose=0)).reshape(-1).astype(np.float32)
 
-    def _logits(self, dot: np.ndarray, item_idx: np.ndarray | None = None) -> np.ndarray:
-        """``s * dot + b_m`` for ``softmax`` (``item_idx`` None: ``dot`` is ``[n, n_items]``); ``dot`` otherwise."""
+    def temperatures(self, user_x: np.ndarray) -> np.ndarray | None:
+        """``[n]`` factors ``t_u`` of user vectors ``[n, d_u]``: the cold temperature for those without rating
+        history (their history inputs are a new user's), 1 for the others (None: not ``softmax``)."""
+        if self.params.loss != "softmax":
+            return None
+        x = np.asarray(user_x, np.float32)
+        t = float(self.history.get("cold_temperature", [1.0])[-1])
+        if self.preprocessor.user_dim != x.shape[1] or t == 1.0:
+            return np.ones(x.shape[0], np.float32)
+        hist = self.preprocessor.user_history_columns()
+        cold = np.all(np.isclose(x[:, hist], self.preprocessor.cold_user()[hist][None, :]), axis=1)
+        return np.where(cold, t, 1.0).astype(np.float32)
+
+    def _logits(self, dot: np.ndarray, user_idx: np.ndarray, item_idx: np.ndarray | None = None) -> np.ndarray:
+        """``s * t_u * dot + b_m`` for ``softmax`` (``item_idx`` None: ``dot`` is ``[n, n_items]``); else ``dot``."""
         if self.params.loss != "softmax":
             return dot
-        out = self.scale * dot
+        factor: Any = self.scale
+        if self.user_temperature is not None:
+            t = self.scale * self.user_temperature.astype(np.float64)[user_idx]
+            factor = t if item_idx is not None else t[:, None]
+        out = factor * dot
         if self.item_bias is not None:
             bias = self.item_bias.astype(np.float64)
             out = out + (bias[None, :] if item_idx is None else bias[item_idx])
@@ -339,7 +383,7 @@ class TwoTowerModel:
         u = np.asarray(user_idx, dtype=np.int64)
         i = np.asarray(item_idx, dtype=np.int64)
         dot = np.einsum("nk,nk->n", self.user_emb[u].astype(np.float64), self.item_emb[i].astype(np.float64))
-        return self._logits(dot, i)
+        return self._logits(dot, u, i)
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """``[n]`` predicted ratings (clipped) or probabilities of pairs of known users and items."""
@@ -349,7 +393,7 @@ class TwoTowerModel:
     def score_users(self, user_idx: np.ndarray) -> np.ndarray:
         """``[len(user_idx), n_items]`` ranking scores (:meth:`score` for every item)."""
         u = np.asarray(user_idx, dtype=np.int64)
-        return self._logits(self.user_emb[u].astype(np.float64) @ self.item_emb.T.astype(np.float64))
+        return self._logits(self.user_emb[u].astype(np.float64) @ self.item_emb.T.astype(np.float64), u)
 
     def save(self, path: Path) -> Path:
         """Write ``two_tower.keras``, ``preprocessing.json``, ``user_embeddings.parquet``,
@@ -359,7 +403,10 @@ class TwoTowerModel:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save(path / "two_tower.keras")
         (path / "preprocessing.json").write_text(self.preprocessor.to_json())
-        embeddings_frame(self.user_emb, "user_idx").to_parquet(path / "user_embeddings.parquet", index=False)
+        users = embeddings_frame(self.user_emb, "user_idx")
+        if self.user_temperature is not None:
+            users["temperature"] = self.user_temperature.astype(np.float32)
+        users.to_parquet(path / "user_embeddings.parquet", index=False)
         items = embeddings_frame(self.item_emb, "item_idx")
         if self.item_bias is not None:
             items["bias"] = self.item_bias.astype(np.float32)
@@ -384,12 +431,14 @@ class TwoTowerModel:
 
             model = keras.models.load_model(path / "two_tower.keras")
         pre = TowerPreprocessor.from_json((path / "preprocessing.json").read_text())
-        user = _embeddings(pd.read_parquet(path / "user_embeddings.parquet"), "user_idx")
+        users = pd.read_parquet(path / "user_embeddings.parquet").sort_values("user_idx")
+        temperature = users["temperature"].to_numpy(np.float32) if "temperature" in users.columns else None
         items = pd.read_parquet(path / "item_embeddings.parquet").sort_values("item_idx")
         bias = items["bias"].to_numpy(np.float32) if "bias" in items.columns else None
         history = meta.get("history", {})
-        return cls(model, pre, user, _embeddings(items, "item_idx"), TwoTowerParams.from_dict(meta["params"]), history,
-                   bias, float(history.get("scale", [1.0])[-1]))  # fmt: skip
+        return cls(model, pre, _embeddings(users, "user_idx"), _embeddings(items, "item_idx"),
+                   TwoTowerParams.from_dict(meta["params"]), history, bias, float(history.get("scale", [1.0])[-1]),
+                   temperature)  # fmt: skip
 
 
 def embeddings_frame(emb: np.ndarray, key: str) -> pd.DataFrame:
@@ -459,12 +508,16 @@ def fit_two_tower(
     model = build_model(ux.shape[1], ix.shape[1], params)
     if params.loss == "softmax":
         held = None if validation is None or not len(validation[0]) else validation
-        history = _fit_softmax(model, train, ux, ix, params, preprocessor, rng, list(extra_callbacks or []), held)
+        history, prior = _fit_softmax(model, train, ux, ix, params, preprocessor, rng, list(extra_callbacks or []),
+                                      held)  # fmt: skip
         out = TwoTowerModel(model, preprocessor, np.zeros((0, params.layers[-1]), np.float32),
                             np.zeros((0, params.layers[-1]), np.float32), params, history,
                             scale=history["scale"][-1])  # fmt: skip
         out.user_emb, out.item_emb = out.embed_users(user_x), out.embed_items(item_x)
         out.item_bias = out.bias_items(item_x)
+        if out.item_bias is not None and prior is not None:  # items with training ratings: log(1 + count)
+            out.item_bias = np.where(np.isnan(prior), out.item_bias, prior).astype(np.float32)
+        out.user_temperature = out.temperatures(user_x)
         logger.info("two-tower (softmax) fitted: %d users x %d items, layers %s, %d epochs in %.1fs", out.n_users,
                     out.n_items, params.layers, len(history["loss"]), time.monotonic() - start)  # fmt: skip
         return out
@@ -518,13 +571,16 @@ def _full_softmax_loss(vu: np.ndarray, vi: np.ndarray, bias: np.ndarray, item_id
 
 
 def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerParams, preprocessor: TowerPreprocessor,
-                 rng: np.random.Generator, callbacks: list[Any],
-                 validation: tuple[np.ndarray, ...] | None = None) -> dict[str, list[float]]:  # fmt: skip
+                 rng: np.random.Generator, callbacks: list[Any], validation: tuple[np.ndarray, ...] | None = None,
+                 ) -> tuple[dict[str, list[float]], np.ndarray | None]:  # fmt: skip
     """Sampled-softmax training of both towers (see the module docstring).
 
     Returns:
-        ``{"loss": [per epoch], "scale": [final]}``, with a validation set also ``val_loss``,
-        ``val_warm_loss``, ``val_cold_loss`` per epoch and ``best_epoch`` (whose weights are kept).
+        ``(history, prior)``: ``history`` is ``{"loss": [per epoch], "scale": [final], "cold_temperature":
+        [t]}``, with a validation set also ``val_loss``, ``val_warm_loss``, ``val_cold_loss`` per epoch,
+        ``best_epoch`` (whose weights are kept) and ``cold_ndcg`` (validation NDCG@10 per temperature of
+        :data:`COLD_TEMPERATURES`); ``prior`` is the ``[n_items]`` fixed bias ``log(1 + count)`` (NaN for
+        items without training ratings), or None without ``popularity_prior``.
     """
     import keras
     import tensorflow as tf
@@ -546,28 +602,58 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
     # The scale and the bias are a handful of weights that must travel far (a bias of ~log(count)):
     # at the towers' step size they would still be near their start after an epoch.
     opt, head_opt = keras.optimizers.Adam(params.learning_rate), keras.optimizers.Adam(10 * params.learning_rate)
+    prior_np: np.ndarray | None = None
+    if item_bias is not None and params.popularity_prior:
+        counts = np.zeros(n_items, np.int64)
+        for _, i, _ in train():
+            counts += np.bincount(np.asarray(i, np.int64), minlength=n_items)[:n_items]
+        prior_np = np.where(counts > 0, np.log1p(counts), np.nan).astype(np.float32)
+    rated = tf.constant(np.isfinite(prior_np) if prior_np is not None else np.zeros(n_items, bool))
+    prior = tf.constant(np.nan_to_num(prior_np) if prior_np is not None else np.zeros(n_items, np.float32))
 
-    def blank(x: tf.Tensor, cols: tf.Tensor, cold: tf.Tensor, seed: tf.Tensor, share: float) -> tf.Tensor:
-        drop = tf.random.stateless_uniform((tf.shape(x)[0], 1), seed=seed) < share
+    def dropped(n: tf.Tensor, seed: tf.Tensor, share: float) -> tf.Tensor:  # [n, 1] bool
+        return tf.random.stateless_uniform((n, 1), seed=seed) < share
+
+    def blank(x: tf.Tensor, cols: tf.Tensor, cold: tf.Tensor, drop: tf.Tensor) -> tf.Tensor:
         return tf.where(drop & cols, cold, x)
+
+    def bias(idx: tf.Tensor, x: tf.Tensor, drop: tf.Tensor) -> tf.Tensor:  # [n, 1]
+        b = item_bias(x, training=True)
+        if prior_np is None:
+            return b
+        return tf.where(~drop & tf.gather(rated, idx)[:, None], tf.gather(prior, idx)[:, None], b)
 
     @tf.function(reduce_retracing=True)
     def step(u: tf.Tensor, i: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         neg = tf.random.stateless_uniform((params.negatives,), seed=seed, maxval=n_items, dtype=tf.int32)
-        u_x = blank(tf.gather(ux, u), hist_cols, cold_u, seed + 1, params.cold_dropout)
-        pos_x = blank(tf.gather(ix, i), stat_cols, cold_i, seed + 2, params.item_cold_dropout)
-        neg_x = blank(tf.gather(ix, neg), stat_cols, cold_i, seed + 3, params.item_cold_dropout)
+        u_x = tf.gather(ux, u)
+        cold_rows = dropped(tf.shape(u)[0], seed + 1, params.cold_dropout)
+        if params.demographic_dropout > 0:  # new users' side data, thinned: [b, d_u]
+            cells = tf.random.stateless_uniform(tf.shape(u_x), seed=seed + 4) < params.demographic_dropout
+            u_x = tf.where(cold_rows & cells & ~hist_cols, tf.zeros_like(u_x), u_x)
+        u_x = blank(u_x, hist_cols, cold_u, cold_rows)
+        pos_drop = dropped(tf.shape(i)[0], seed + 2, params.item_cold_dropout)
+        neg_drop = dropped(tf.shape(neg)[0], seed + 3, params.item_cold_dropout)
+        pos_x = blank(tf.gather(ix, i), stat_cols, cold_i, pos_drop)
+        neg_x = blank(tf.gather(ix, neg), stat_cols, cold_i, neg_drop)
+        hit = tf.equal(i[:, None], neg[None, :])  # accidental hits, masked
+        labels = tf.zeros_like(u)
         with tf.GradientTape() as tape:
             vu, vp, vn = users(u_x, training=True), items(pos_x, training=True), items(neg_x, training=True)
             pos = scale[0, 0] * tf.reduce_sum(vu * vp, axis=1, keepdims=True)  # [b, 1]
             negs = scale[0, 0] * tf.matmul(vu, vn, transpose_b=True)  # [b, negatives]
+            prior_loss = 0.0
             if item_bias is not None:
-                pos += item_bias(pos_x, training=True)
-                negs += tf.transpose(item_bias(neg_x, training=True))
-            negs = tf.where(tf.equal(i[:, None], neg[None, :]), tf.constant(-1e9), negs)  # accidental hits
-            logits = tf.concat([pos, negs], axis=1)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(u), logits))
-        grads = tape.gradient(loss, variables)
+                pos_b, neg_b = bias(i, pos_x, pos_drop), tf.transpose(bias(neg, neg_x, neg_drop))  # [b, 1], [1, n]
+                if prior_np is not None:  # the bias alone, the no-information model, learns from its own softmax
+                    alone = tf.concat([pos_b, tf.where(hit, -1e9, tf.broadcast_to(neg_b, tf.shape(negs)))], axis=1)
+                    prior_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, alone))
+                    pos_b, neg_b = tf.stop_gradient(pos_b), tf.stop_gradient(neg_b)
+                pos, negs = pos + pos_b, negs + neg_b
+            logits = tf.concat([pos, tf.where(hit, tf.constant(-1e9), negs)], axis=1)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            objective = loss + prior_loss
+        grads = tape.gradient(objective, variables)
         opt.apply_gradients(zip(grads[: len(towers)], towers, strict=True))
         head_opt.apply_gradients(zip(grads[len(towers) :], head, strict=True))
         return loss
@@ -580,17 +666,23 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
             val_u, val_i = val_u[pick], val_i[pick]
     item_x_np, user_x_np = ix.numpy(), ux.numpy()
 
-    def validate() -> tuple[float, float]:
+    def item_side() -> tuple[np.ndarray, np.ndarray]:  # [n_items, k] embeddings, [n_items] biases
         vi = np.asarray(items(item_x_np, training=False))
         b = (np.asarray(item_bias(item_x_np, training=False)).reshape(-1) if item_bias is not None
              else np.zeros(vi.shape[0], np.float32))  # fmt: skip
+        return vi, (b if prior_np is None else np.where(np.isnan(prior_np), b, prior_np))
+
+    def blanked(x: np.ndarray) -> np.ndarray:
+        return np.where(hist_np[None, :], cold_u_np[None, :], x).astype(np.float32)
+
+    def validate() -> tuple[float, float]:
+        vi, b = item_side()
         s = float(scale[0, 0])
         users_x = user_x_np[val_u]
         warm = _full_softmax_loss(np.asarray(users(users_x, training=False)), vi, b, val_i, s)
         if not hist_np.any():
             return warm, warm
-        blanked = np.where(hist_np[None, :], cold_u_np[None, :], users_x).astype(np.float32)
-        return warm, _full_softmax_loss(np.asarray(users(blanked, training=False)), vi, b, val_i, s)
+        return warm, _full_softmax_loss(np.asarray(users(blanked(users_x), training=False)), vi, b, val_i, s)
 
     for cb in callbacks:
         cb.set_model(model)
@@ -605,7 +697,7 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
             seed = tf.constant([params.seed, n_step], dtype=tf.int32)
             total += float(step(tf.constant(u), tf.constant(i), seed)) * len(u)
             n += len(u)
-            n_step += 3
+            n_step += 5
         history["loss"].append(total / max(n, 1))
         logs = {"loss": history["loss"][-1]}
         if val_u is not None:
@@ -629,4 +721,69 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
             var.assign(value)
         history["best_epoch"] = [float(best[1] + 1)]
     history["scale"] = [float(scale[0, 0])]
-    return history
+    history["cold_temperature"] = [1.0]
+    if params.calibrate_cold and val_u is not None and hist_np.any():
+        vi, b = item_side()
+        ndcg = _cold_ndcg(lambda x: np.asarray(users(blanked(x), training=False)), user_x_np, vi, b,
+                          float(scale[0, 0]), train, (val_u, val_i), seed=params.seed)  # fmt: skip
+        history["cold_ndcg"] = ndcg
+        history["cold_temperature"] = [COLD_TEMPERATURES[int(np.argmax(ndcg))]]
+        logger.info("two-tower (softmax): cold temperature %.2f (validation NDCG@10 of new users %s)",
+                    history["cold_temperature"][0], [round(x, 4) for x in ndcg])  # fmt: skip
+    return history, prior_np
+
+
+COLD_TEMPERATURES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+"""Factors of the logits' scale tried for users without rating history (0: the item bias alone)."""
+
+_CALIBRATION_USERS = 2000
+"""At most this many validation users (a seeded sample) choose the cold temperature."""
+
+
+def _cold_ndcg(embed_cold: Callable[[np.ndarray], np.ndarray], user_x: np.ndarray, vi: np.ndarray, bias: np.ndarray,
+               scale: float, train: Chunks, validation: tuple[np.ndarray, np.ndarray], *, seed: int,
+               k: int = 10) -> list[float]:  # fmt: skip
+    """Validation NDCG@k of the held-out pairs' users scored as new users, per factor of :data:`COLD_TEMPERATURES`.
+
+    Each user (at most :data:`_CALIBRATION_USERS`, a seeded sample) ranks every item but their
+    training items by ``t * scale * v_u . v_m + b_m``, ``v_u`` from their side data alone; their
+    held-out items are relevant. This is the metric the cold-start cohort is served for, on users
+    the towers were fitted on (their history blanked), which the temperature corrects.
+
+    Args:
+        embed_cold: ``[n, d_u] -> [n, k]`` embeddings of user vectors with the history blanked.
+        user_x: ``[n_users, d_u]`` user vectors.
+        vi: ``[n_items, k]`` item embeddings.
+        bias: ``[n_items]`` item biases.
+        scale: The logits' scale.
+        train: The training pairs (each user's items are excluded from their ranking).
+        validation: ``(user_idx [n], item_idx [n])`` held-out pairs.
+        seed: Seed of the user sample.
+        k: Cut-off.
+
+    Returns:
+        ``[len(COLD_TEMPERATURES)]`` mean NDCG@k.
+    """
+    from recsys.evaluation.metrics import ndcg_per_user, relevant_lists, top_k_items
+
+    val_u, val_i = validation
+    pick = np.unique(val_u)
+    if pick.size > _CALIBRATION_USERS:
+        pick = np.sort(np.random.default_rng([seed, 11]).choice(pick, _CALIBRATION_USERS, replace=False))
+    row = {int(u): r for r, u in enumerate(pick)}
+    seen_u, seen_i = [], []
+    for u, i, _ in train():
+        keep = np.isin(u, pick)
+        seen_u.append(np.asarray(u)[keep])
+        seen_i.append(np.asarray(i)[keep])
+    remap = np.vectorize(row.__getitem__, otypes=[np.int64])
+    su, si = np.concatenate(seen_u), np.concatenate(seen_i)
+    seen = relevant_lists(remap(su) if su.size else su.astype(np.int64), si.astype(np.int64), pick.size)
+    keep = np.isin(val_u, pick)
+    relevant = relevant_lists(remap(val_u[keep]), val_i[keep], pick.size)
+    dot = embed_cold(user_x[pick]).astype(np.float64) @ vi.T.astype(np.float64)  # [n, n_items]
+    out = []
+    for t in COLD_TEMPERATURES:
+        lists = top_k_items(t * scale * dot + bias.astype(np.float64)[None, :], k, exclude=seen)
+        out.append(float(np.nanmean(ndcg_per_user(lists, relevant, k=k, n_items=vi.shape[0]))))
+    return out

@@ -75,3 +75,32 @@ def test_blend_needs_matching_names(split: Split) -> None:
     ease = fit_ease(u, i, split.n_users, split.n_items)
     with pytest.raises(ValueError, match="same members"):
         blend({"ease": ease}, {"cf": 1.0}, n_users=split.n_users)
+
+
+def test_per_user_serves_each_user_by_their_model_and_the_cold_start_rule(split: Split) -> None:
+    from recsys.models.blend import PerUser
+    from recsys.pipeline import cold_start_model
+
+    u, i, r = split.train
+    ease = fit_ease(u, i, split.n_users, split.n_items, EASEParams(l2=50.0))
+    pop = Popularity().fit(u, i, r, split.n_users, split.n_items)
+    flags = np.zeros(split.n_users, dtype=bool)
+    flags[::3] = True
+    model = PerUser(ease, pop, flags)
+    users = np.arange(12)
+    expected = np.where(flags[users, None], pop.score_users(users), ease.score_users(users))
+    np.testing.assert_allclose(model.score_users(users), expected)
+    pairs_u, pairs_i = np.repeat(users, 4), np.tile(np.arange(4), 12)
+    np.testing.assert_allclose(model.predict(pairs_u, pairs_i), expected[pairs_u, pairs_i])
+    np.testing.assert_allclose(model.predict(np.array([split.n_users + 5]), np.array([0])),  # beyond: the first
+                               ease.predict(np.array([split.n_users + 5]), np.array([0])))  # fmt: skip
+    # The cold-start rule: users without ratings get the first model given (the two-tower one) alone,
+    # users with ratings its blend with popularity; weight 0 is the first model for everyone.
+    n_train = np.bincount(u, minlength=split.n_users)
+    n_train[:5] = 0
+    rule = cold_start_model(ease, pop, n_train, 0.3, seed=0)
+    np.testing.assert_allclose(rule.score_users(np.arange(5)), ease.score_users(np.arange(5)))
+    mixed = blend({"two_tower": ease, "popularity": pop}, {"two_tower": 0.7, "popularity": 0.3}, n_users=split.n_users,
+                  seed=0)  # fmt: skip
+    np.testing.assert_allclose(rule.score_users(np.arange(5, 9)), mixed.score_users(np.arange(5, 9)))
+    assert cold_start_model(ease, pop, n_train, 0.0, seed=0) is ease
