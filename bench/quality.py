@@ -143,10 +143,11 @@ class _Spec:
 
 def _our_specs() -> list[_Spec]:
     from recsys.models.autorec import AutoRecParams, fit_autorec
-    from recsys.models.blend import EASE_WEIGHT, blend
+    from recsys.models.blend import EASE_WEIGHT
     from recsys.models.cf import CFParams, fit_cf
     from recsys.models.ease import EASEParams, fit_ease
     from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
+    from recsys.models.ranker import fit_ranker
 
     # the defaults of the moment: the shipped models
     cf, ar, icf, ep = CFParams(), AutoRecParams(), ImplicitCFParams(), EASEParams()
@@ -160,21 +161,22 @@ def _our_specs() -> list[_Spec]:
 
     def fit_implicit(s: Split) -> Any:
         u, i, _ = s.train
-        return fit_implicit_cf(u, i, s.n_users, s.n_items, icf)
+        return fit_implicit_cf(u, i, s.n_users, s.n_items, icf, ts=s.train_ts)
 
     def fit_ease_(s: Split) -> Any:
-        u, i, _ = s.train
-        return fit_ease(u, i, s.n_users, s.n_items, ep)
+        u, i, r = s.train
+        return fit_ease(u, i, s.n_users, s.n_items, ep, rating=r, ts=s.train_ts, rating_range=(s.rating_min, s.rating_max))
 
-    def fit_ranker(s: Split) -> Any:
-        members = {"cf": fit_implicit(s), "ease": fit_ease_(s)}
-        return blend(members, {"cf": 1.0 - EASE_WEIGHT, "ease": EASE_WEIGHT}, n_users=s.n_users, seed=icf.seed)
+    def fit_ranker_(s: Split) -> Any:
+        u, i, r = s.train
+        return fit_ranker(u, i, s.n_users, s.n_items, cf=icf, ease=ep, ease_weight=EASE_WEIGHT, rating=r, ts=s.train_ts,
+                          rating_range=(s.rating_min, s.rating_max), seed=icf.seed)[0]  # fmt: skip
 
     return [_Spec("cf_explicit", "ours", fit_explicit, dataclasses.asdict(cf)),
             _Spec("autorec", "ours", fit_autorec_, dataclasses.asdict(ar)),
             _Spec("cf_implicit", "ours", fit_implicit, dataclasses.asdict(icf), predicts_ratings=False),
             _Spec("ease", "ours", fit_ease_, dataclasses.asdict(ep), predicts_ratings=False),
-            _Spec("ranker", "ours", fit_ranker, {"ease_weight": EASE_WEIGHT, "cf": dataclasses.asdict(icf),
+            _Spec("ranker", "ours", fit_ranker_, {"ease_weight": EASE_WEIGHT, "cf": dataclasses.asdict(icf),
                                                  "ease": dataclasses.asdict(ep)}, predicts_ratings=False)]  # fmt: skip
 
 
@@ -448,7 +450,8 @@ def _warm_up(specs: list[_Spec], split: Split, n_rows: int = 5000) -> None:
     timings are not inflated for one side.
     """
     n = min(n_rows, split.train[0].size)
-    small = dataclasses.replace(split, train=tuple(a[:n] for a in split.train))
+    small = dataclasses.replace(split, train=tuple(a[:n] for a in split.train),
+                                train_ts=None if split.train_ts is None else split.train_ts[:n])
     t0 = time.perf_counter()
     for spec in specs:
         spec.fit(small)

@@ -105,7 +105,15 @@ class RankerConfig(BaseSettings):
     neg_ratio: int = Field(ImplicitCFParams.neg_ratio, ge=1)
     pos_weight: float = Field(ImplicitCFParams.pos_weight, gt=0)
     ease_weight: float = Field(EASE_WEIGHT, ge=0, le=1, description="weight of EASE blended with the factorisation (0: none)")
-    ease_l2: float = Field(EASEParams.l2, gt=0, description="EASE's lambda")
+    session_seconds: float = Field(ImplicitCFParams.session_seconds, ge=0,
+                                   description="sessions of this length train as pseudo-users (0: none)")
+    ease_l2: float = Field(EASEParams.l2, gt=0, description="EASE's lambda (relative to the mean item count)")
+    ease_item_weight_power: float = Field(EASEParams.item_weight_power, ge=0,
+                                          description="EASE's item weights n_i^-a (0: none)")
+    ease_session_seconds: float = Field(EASEParams.session_seconds, ge=0,
+                                        description="sessions of this length are rows of EASE's Gram matrix (0: none)")
+    ease_rating_weight: float = Field(EASEParams.rating_weight, ge=0,
+                                      description="EASE inputs 1 + c (r - mid) / half (0: 0/1 inputs)")
 
 
 class Settings(BaseSettings):

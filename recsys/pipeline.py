@@ -123,6 +123,7 @@ def _training_data(settings: Settings, run_date: str) -> tuple[Any, pd.DataFrame
     train = ratings[ratings["split"] == "train"]
     test = ratings[ratings["split"] == "test"]
     arrays = [tuple(df[c].to_numpy() for c in ("user_idx", "item_idx", "rating")) for df in (train, test)]
+    train_ts = train["ts"].to_numpy(np.int64)
     genres = None
     try:
         feats = read_partition(settings.lake, "item_features", run_date)
@@ -132,25 +133,33 @@ def _training_data(settings: Settings, run_date: str) -> tuple[Any, pd.DataFrame
     except FileNotFoundError:
         pass
     lo, hi = (float(ratings["rating"].min()), float(ratings["rating"].max())) if len(ratings) else (1.0, 5.0)
-    return Split(run_id_for(settings.dataset, run_date), arrays[0], arrays[1], n_users, n_items, lo, hi, genres), ratings
+    return Split(run_id_for(settings.dataset, run_date), arrays[0], arrays[1], n_users, n_items, lo, hi, genres,
+                 train_ts), ratings  # fmt: skip
 
 
-def _positives(settings: Settings, run_date: str, split: Any) -> tuple[np.ndarray, np.ndarray]:
+def _positives(settings: Settings, run_date: str, split: Any) -> tuple[np.ndarray, ...]:
     """Training positives of the ranking model: every training rating, plus positive training interactions.
 
     Every rated item was chosen by its user, whatever the rating (the evaluation
     protocol counts every test rating as relevant); event logs add their
     positive events (``interactions.label == 1``).
+
+    Returns:
+        ``(user_idx, item_idx, rating, ts)``, each ``[n_pos]``; ``rating`` is NaN for events,
+        ``ts`` None when the split has no times.
     """
-    tu, ti, _ = split.train
+    tu, ti, tr = split.train
+    rating, ts = np.asarray(tr, np.float64), split.train_ts
     try:
         inter = read_partition(settings.lake, "interactions", run_date)
         inter = inter[(inter["split"] == "train") & (inter["label"] == 1)]
         tu = np.concatenate([tu, inter["user_idx"].to_numpy()])
         ti = np.concatenate([ti, inter["item_idx"].to_numpy()])
+        rating = np.concatenate([rating, np.full(len(inter), np.nan)])
+        ts = None if ts is None else np.concatenate([ts, inter["ts"].to_numpy()])
     except FileNotFoundError:
         pass
-    return tu, ti
+    return tu, ti, rating, ts
 
 
 def _tuned(settings: Settings, model: str) -> dict[str, Any]:
@@ -386,9 +395,10 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     """Train the ranking model on the training positives; evaluate it and popularity.
 
     The ranking model is the implicit CF factorisation blended with EASE
-    (:mod:`recsys.models.blend`; ``ranker.ease_weight``, 0 for the factorisation
-    alone; catalogues larger than EASE's ``max_items`` also rank with the
-    factorisation alone, with a warning). Writes ``models/<dataset>/ranker/<run_id>/``
+    (:func:`recsys.models.ranker.fit_ranker`; ``ranker.ease_weight``, 0 for the
+    factorisation alone; catalogues larger than EASE's ``max_items`` also rank with
+    the factorisation alone, with a warning); both learn from the training
+    positives' sessions too, and EASE from the ratings' values. Writes ``models/<dataset>/ranker/<run_id>/``
     (the blend's members in sub-folders ``cf/`` and ``ease/``, ``metrics.json``,
     ``manifest.json`` with every member's parameters). Metrics at K = ``top_k``:
     ``ranker_<metric>``, ``ranker_cf_ndcg`` (the factorisation alone) and ``popularity_<metric>``.
@@ -397,26 +407,22 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
         ``{"model_dir": ..., "metrics": {...}}``.
     """
     from recsys.models.baselines import Popularity
-    from recsys.models.blend import blend
-    from recsys.models.ease import EASEParams, fit_ease
-    from recsys.models.implicit_cf import fit_implicit_cf
+    from recsys.models.ease import EASEParams
+    from recsys.models.ranker import fit_ranker
 
     start = time.monotonic()
     split, _ = _training_data(settings, run_date)
     params, extra = _params(settings, "implicit", split)
-    pu, pi = _positives(settings, run_date, split)
-    factorisation = fit_implicit_cf(pu, pi, split.n_users, split.n_items, params, progress=progress)
-    model: Any = factorisation
-    weight = settings.ranker.ease_weight
-    ease_params = EASEParams(l2=settings.ranker.ease_l2)
-    if weight > 0 and split.n_items > ease_params.max_items:
-        logger.warning("ranker: %d items is more than EASE's max_items %d: ranking with the factorisation alone",
-                       split.n_items, ease_params.max_items)  # fmt: skip
-    elif weight > 0:
-        ease = fit_ease(pu, pi, split.n_users, split.n_items, ease_params)
-        model = blend({"cf": factorisation, "ease": ease}, {"cf": 1.0 - weight, "ease": weight},
-                      n_users=split.n_users, seed=settings.seed)  # fmt: skip
-        extra = {**extra, "members": {"cf": asdict(params), "ease": asdict(ease_params)}}
+    pu, pi, pr, pts = _positives(settings, run_date, split)
+    r = settings.ranker
+    ease_params = EASEParams(l2=r.ease_l2, item_weight_power=r.ease_item_weight_power,
+                             session_seconds=r.ease_session_seconds, rating_weight=r.ease_rating_weight)  # fmt: skip
+    model, factorisation, members = fit_ranker(pu, pi, split.n_users, split.n_items, cf=params, ease=ease_params,
+                                               ease_weight=r.ease_weight, rating=pr, ts=pts,
+                                               rating_range=(split.rating_min, split.rating_max), seed=settings.seed,
+                                               progress=progress)  # fmt: skip
+    if "ease" in members:
+        extra = {**extra, "members": members}
     n_pos = np.unique(pu.astype(np.int64) * split.n_items + pi).size
     metrics: dict[str, float] = {"ranker_fit_seconds": time.monotonic() - start, "n_positives": float(n_pos),
                                  "k": float(settings.top_k)}  # fmt: skip
@@ -457,7 +463,7 @@ def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[s
             u, i, r = split.train
             base = _params(settings, model, split)[0]
         else:
-            u, i = _positives(settings, run_date, split)
+            u, i = _positives(settings, run_date, split)[:2]  # the search has no times: no sessions
             r = np.ones(len(u))
             base = _params(settings, "implicit", split)[0]
         result = random_search(model, u, i, r, split.n_users, split.n_items, n_trials=trials, seed=settings.seed,

@@ -54,6 +54,7 @@ class Split:
         rating_min: Lowest rating of the scale.
         rating_max: Highest rating of the scale.
         item_genres: Optional ``[n_items, n_genres]`` multi-hot genres (diversity).
+        train_ts: Optional ``[n_train]`` times (seconds) of the training ratings (sessions).
     """
 
     name: str
@@ -64,14 +65,20 @@ class Split:
     rating_min: float = 1.0
     rating_max: float = 5.0
     item_genres: np.ndarray | None = None
+    train_ts: np.ndarray | None = None
 
 
-def _read_ml100k_ratings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``uN.base``/``uN.test``/``u.data`` (tab: user, item, rating, ts; 1-based ids) as 0-based arrays."""
+def _read_ml100k(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``uN.base``/``uN.test``/``u.data`` (tab: user, item, rating, ts; 1-based ids) as 0-based arrays and times."""
     a = np.loadtxt(path, dtype=np.int64, delimiter="\t", ndmin=2)
     if a.shape[1] != 4:
         raise ValueError(f"{path}: expected 4 tab-separated columns, got {a.shape[1]}")
-    return a[:, 0] - 1, a[:, 1] - 1, a[:, 2].astype(np.float64)
+    return a[:, 0] - 1, a[:, 1] - 1, a[:, 2].astype(np.float64), a[:, 3]
+
+
+def _read_ml100k_ratings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(user_idx, item_idx, rating)`` of :func:`_read_ml100k`."""
+    return _read_ml100k(path)[:3]
 
 
 def ml100k_genres(data_dir: Path, n_items: int) -> np.ndarray | None:
@@ -101,11 +108,12 @@ def ml100k_folds(data_dir: Path, folds: tuple[int, ...] = ML100K_FOLDS) -> list[
     u, i, _ = _read_ml100k_ratings(data_dir / "u.data")
     n_users, n_items = int(u.max()) + 1, int(i.max()) + 1
     genres = ml100k_genres(data_dir, n_items)
-    return [
-        Split(f"u{n}", _read_ml100k_ratings(data_dir / f"u{n}.base"), _read_ml100k_ratings(data_dir / f"u{n}.test"),
-              n_users, n_items, 1.0, 5.0, genres)  # fmt: skip
-        for n in folds
-    ]
+    out = []
+    for n in folds:
+        *train, ts = _read_ml100k(data_dir / f"u{n}.base")
+        out.append(Split(f"u{n}", tuple(train), _read_ml100k_ratings(data_dir / f"u{n}.test"), n_users, n_items,
+                         1.0, 5.0, genres, ts))  # fmt: skip
+    return out
 
 
 def holdout(
@@ -147,9 +155,10 @@ def holdout(
 
 
 def validation_split(split: Split, *, fraction: float = 0.1, seed: int = 0) -> Split:
-    """A split for model selection: the training part of ``split`` held out per user (test untouched)."""
+    """A split for model selection: the training part of ``split`` held out per user (``split.test`` unused;
+    no times, so no sessions)."""
     kept, held = holdout(*split.train, fraction=fraction, seed=seed)
-    return replace(split, name=f"{split.name}-val", train=kept, test=held)
+    return replace(split, name=f"{split.name}-val", train=kept, test=held, train_ts=None)
 
 
 def _user_blocks(users: np.ndarray, block: int) -> Iterator[np.ndarray]:

@@ -25,14 +25,19 @@ term is normalised by the number of positives. Full-catalogue losses are
 computed over blocks of users (``[block, n_items]`` logits at a time, never the
 whole matrix); on MovieLens 100K one block holds every user (full batch). With
 a validation split and ``patience``, training stops when NDCG@10 on it stops
-improving and keeps the best epoch.
+improving and keeps the best epoch. Given the pairs' times, every session of a
+user with two or more items (``session_seconds``, :mod:`recsys.models.sessions`)
+is trained as one more pseudo-user: MovieLens users rate in sittings, and what is
+chosen in one sitting goes together (ML-100K, blended with EASE as the ranker:
+NDCG@10 0.4885 without, 0.4905 with 1-hour sessions and ``l2`` 13, both chosen on
+a validation split of u1; the sessions cost about 2x the fit time there).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -63,10 +68,13 @@ class ImplicitCFParams(FromDict):
         eval_every: Epochs between validation checks.
         init_std: Standard deviation of the initial vectors.
         seed: Seed of initialisation and sampling.
+        session_seconds: With times given: each session of a user (:mod:`recsys.models.sessions`,
+            this long) with at least two items is trained as one more pseudo-user, so item vectors
+            also learn what is chosen in one sitting (0: no sessions). Only real users are kept.
     """
 
     n_factors: int = 256
-    l2: float = 10.6
+    l2: float = 13.0
     l2_bias: float = 0.1
     learning_rate: float = 0.00968
     epochs: int = 80
@@ -74,12 +82,13 @@ class ImplicitCFParams(FromDict):
     negatives: Literal["all", "uniform", "popularity"] = "all"
     neg_ratio: int = 4
     pos_weight: float = 20.0
-    max_block_cells: int = 4_000_000
+    max_block_cells: int = 16_000_000
     batch_size: int = 8192
     patience: int = 0
     eval_every: int = 10
     init_std: float = 0.01
     seed: int = 42
+    session_seconds: float = 3600.0
 
 
 
@@ -92,6 +101,7 @@ def fit_implicit_cf(
     *,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     progress: bool = False,
+    ts: np.ndarray | None = None,
 ) -> CFModel:
     """Learn ``w``, ``x`` and ``c`` from positive pairs.
 
@@ -105,12 +115,23 @@ def fit_implicit_cf(
             ``eval_every`` epochs NDCG@10 on them (ranking every item except the
             user's training positives) is recorded in ``history["val_ndcg"]``.
         progress: Show a progress bar (rich).
+        ts: Optional ``[n_pos]`` times in seconds (session pseudo-users, ``params.session_seconds``).
 
     Returns:
-        A :class:`CFModel` with ``mu = 0`` whose ``score_users`` ranks items.
+        A :class:`CFModel` with ``mu = 0`` whose ``score_users`` ranks items (``n_users`` rows).
     """
     import tensorflow as tf
 
+    if params.session_seconds > 0 and ts is not None:
+        from recsys.models.sessions import session_rows
+
+        su, si, n_rows = session_rows(user_idx, item_idx, ts, n_users, params.session_seconds)
+        logger.info("implicit CF: %d sessions of %gs with 2+ items train as pseudo-users", n_rows - n_users,
+                    params.session_seconds)  # fmt: skip
+        model = fit_implicit_cf(su, si, n_rows, n_items, replace(params, session_seconds=0.0), validation=validation,
+                                progress=progress)  # fmt: skip
+        model.w, model.b, model.params = model.w[:n_users], model.b[:n_users], params
+        return model
     start = time.monotonic()
     tf.keras.utils.set_random_seed(params.seed)
     tf.config.experimental.enable_op_determinism()
@@ -137,12 +158,15 @@ def fit_implicit_cf(
     def block_step(users: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor, share: tf.Tensor) -> tf.Tensor:
         """One step on a block of users: ``rows``/``cols`` are the block's positives (row = position in block)."""
         nb = tf.shape(users)[0]
-        labels = tf.scatter_nd(tf.stack([rows, cols], 1), tf.ones_like(rows, tf.float32), [nb, n_items])
+        if params.loss != "softmax":
+            labels = tf.scatter_nd(tf.stack([rows, cols], 1), tf.ones_like(rows, tf.float32), [nb, n_items])
         with tf.GradientTape() as tape:
             wb = tf.gather(W, users)
             z = tf.matmul(wb, X, transpose_b=True) + C[None, :]
-            if params.loss == "softmax":
-                data = -tf.reduce_sum(labels * tf.nn.log_softmax(z + item_mask[None, :], axis=1))
+            if params.loss == "softmax":  # -sum_pos log softmax = sum_u n_u logsumexp_u - sum_pos z (no [nb, n_items] labels)
+                lse = tf.reduce_logsumexp(z + item_mask[None, :], axis=1)
+                chosen = tf.gather_nd(z, tf.stack([rows, cols], 1))
+                data = tf.reduce_sum(tf.gather(lse, rows)) - tf.reduce_sum(chosen)
             else:
                 weight = 1.0 + (params.pos_weight - 1.0) * labels
                 data = tf.reduce_sum(weight * tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=z))

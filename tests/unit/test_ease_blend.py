@@ -18,7 +18,8 @@ def test_ease_known_answer() -> None:
     # 3 users x 3 items; G = X^T X, B = I - P / diag(P) with P = (G + lambda I)^-1, diag(B) = 0.
     u, i = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 0])
     lam = 2.0
-    model = fit_ease(u, i, 3, 3, EASEParams(l2=lam))
+    plain = EASEParams(l2=lam, item_weight_power=0.0, session_seconds=0.0, rating_weight=0.0)
+    model = fit_ease(u, i, 3, 3, plain)
     x = np.zeros((3, 3))
     x[u, i] = 1
     p = np.linalg.inv(x.T @ x + lam * np.eye(3))
@@ -30,8 +31,34 @@ def test_ease_known_answer() -> None:
     np.testing.assert_allclose(model.predict(np.array([0, 2, 9, 1]), np.array([2, 1, 0, 7])),
                                [(x @ b)[0, 2], (x @ b)[2, 1], 0.0, 0.0], rtol=1e-5, atol=1e-7)  # fmt: skip
     # A repeated pair counts once.
-    again = fit_ease(np.r_[u, 0], np.r_[i, 0], 3, 3, EASEParams(l2=lam))
+    again = fit_ease(np.r_[u, 0], np.r_[i, 0], 3, 3, plain)
     np.testing.assert_array_equal(again.b, model.b)
+    # Without times and ratings the refinements reduce to item weights alone.
+    assert not np.allclose(fit_ease(u, i, 3, 3, EASEParams(l2=lam)).b, model.b)
+
+
+def test_ease_item_weights_sessions_and_rating_values_known_answer(tmp_path) -> None:
+    u, i = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 0])
+    r, ts = np.array([5.0, 1.0, 3.0, 4.0, np.nan]), np.array([0, 100, 0, 5000, 0])
+    p = EASEParams(l2=2.0, item_weight_power=0.5, session_seconds=900.0, session_weight=1.0, rating_weight=0.6)
+    model = fit_ease(u, i, 3, 3, p, rating=r, ts=ts, rating_range=(1.0, 5.0))
+    count = np.array([2.0, 2.0, 1.0])
+    w = count**-0.5
+    x = np.zeros((3, 3))
+    x[u, i] = 1
+    # sessions of 900 s: user 0 {0, 1} (t 0, 100), user 1 {1} (t 0) and {2} (t 5000), user 2 {0}
+    sessions = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=float)
+    g = (x * w).T @ (x * w) + (sessions * w).T @ (sessions * w)
+    g += 2.0 * np.mean(np.diag(g)) / np.mean(count) * np.eye(3)
+    pinv = np.linalg.inv(g)
+    b = -pinv / np.diag(pinv)
+    np.fill_diagonal(b, 0)
+    np.testing.assert_allclose(model.b, b, rtol=1e-5)
+    q = np.ones((3, 3))
+    q[u, i] = np.where(np.isnan(r), 1.0, 1.0 + 0.6 * (r - 3.0) / 2.0)  # a positive without a rating counts 1
+    np.testing.assert_allclose(model.score_users(np.arange(3)), (x * w * q) @ b, rtol=1e-5, atol=1e-6)
+    loaded = EASEModel.load(model.save(tmp_path / "ease"))
+    np.testing.assert_allclose(loaded.score_users(np.arange(3)), model.score_users(np.arange(3)))
 
 
 def test_ease_refuses_catalogues_beyond_max_items() -> None:
@@ -52,15 +79,16 @@ def split() -> Split:
 
 def test_blend_ranks_above_popularity_and_round_trips(split: Split, tmp_path) -> None:
     u, i, _ = split.train
-    cf = fit_implicit_cf(u, i, split.n_users, split.n_items, ImplicitCFParams(n_factors=16, epochs=30))
-    ease = fit_ease(u, i, split.n_users, split.n_items, EASEParams(l2=50.0))
+    cf = fit_implicit_cf(u, i, split.n_users, split.n_items, ImplicitCFParams(n_factors=16, epochs=30, l2=10.6))
+    # unweighted items: the planted data's popularity is part of the tastes (item weights cost 0.03 NDCG here)
+    ease = fit_ease(u, i, split.n_users, split.n_items, EASEParams(l2=50.0, item_weight_power=0.0))
     model = blend({"cf": cf, "ease": ease}, {"cf": 0.5, "ease": 0.5}, n_users=split.n_users, seed=0)
     # each member is divided by its spread: the blend is the weighted sum of the scaled scores
     users = np.arange(7)
     scaled = [0.5 * cf.score_users(users) / model.params.scales[0], 0.5 * ease.score_users(users) / model.params.scales[1]]
     np.testing.assert_allclose(model.score_users(users), scaled[0] + scaled[1], rtol=1e-9)
     pu, pi = np.repeat(users, 3), np.tile([0, 5, 9], 7)
-    np.testing.assert_allclose(model.predict(pu, pi), model.score_users(users)[pu, pi], rtol=1e-6)
+    np.testing.assert_allclose(model.predict(pu, pi), model.score_users(users)[pu, pi], rtol=1e-6, atol=1e-7)
     pop = evaluate(Popularity().fit(*split.train, split.n_users, split.n_items), split)["ndcg"]
     ours = evaluate(model, split)["ndcg"]
     assert ours > 1.2 * pop, (ours, pop)

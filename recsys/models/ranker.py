@@ -1,0 +1,62 @@
+"""The ranking model the pipeline serves: the softmax factorisation blended with EASE.
+
+Both members learn from the training positives, and from their times when there
+are any (sessions: :mod:`recsys.models.sessions`); EASE also from the ratings'
+values. Their scores are blended (:func:`recsys.models.blend.blend`) with
+``ease_weight``. Catalogues larger than EASE's ``max_items`` rank with the
+factorisation alone (a warning says so). One function, so that the nightly run
+(:func:`recsys.pipeline.train_ranker`) and the benchmark (``bench/quality.py``)
+fit exactly the same model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from recsys.models.ease import EASEParams, fit_ease
+from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
+
+logger = logging.getLogger(__name__)
+
+
+def fit_ranker(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int, *,
+               cf: ImplicitCFParams, ease: EASEParams, ease_weight: float, rating: np.ndarray | None = None,
+               ts: np.ndarray | None = None, rating_range: tuple[float, float] | None = None, seed: int = 0,
+               progress: bool = False) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
+    """Fit the ranker on training positives.
+
+    Args:
+        user_idx: ``[n_pos]`` users of the positives.
+        item_idx: ``[n_pos]`` items of the positives.
+        n_users: Users of the index space.
+        n_items: Items of the index space.
+        cf: The factorisation's parameters.
+        ease: EASE's parameters.
+        ease_weight: EASE's weight in the blend (0: the factorisation alone).
+        rating: Optional ``[n_pos]`` ratings (NaN where a positive has none).
+        ts: Optional ``[n_pos]`` times, seconds.
+        rating_range: ``(min, max)`` of the rating scale.
+        seed: Seed of the blend's scale sample.
+        progress: Show the factorisation's progress bar.
+
+    Returns:
+        ``(model, factorisation, members)``: the served model (the blend, or the factorisation
+        alone), the factorisation (reported on its own), and each member's parameters.
+    """
+    from recsys.models.blend import blend
+
+    factorisation = fit_implicit_cf(user_idx, item_idx, n_users, n_items, cf, progress=progress, ts=ts)
+    if ease_weight <= 0:
+        return factorisation, factorisation, {"cf": asdict(cf)}
+    if n_items > ease.max_items:
+        logger.warning("ranker: %d items is more than EASE's max_items %d: ranking with the factorisation alone",
+                       n_items, ease.max_items)  # fmt: skip
+        return factorisation, factorisation, {"cf": asdict(cf)}
+    model = fit_ease(user_idx, item_idx, n_users, n_items, ease, rating=rating, ts=ts, rating_range=rating_range)
+    blended = blend({"cf": factorisation, "ease": model}, {"cf": 1.0 - ease_weight, "ease": ease_weight},
+                    n_users=n_users, seed=seed)  # fmt: skip
+    return blended, factorisation, {"cf": asdict(cf), "ease": asdict(ease), "ease_weight": ease_weight}
