@@ -76,3 +76,18 @@ def test_unknown_user_gets_item_bias_order(split: Split) -> None:
                             ImplicitCFParams(n_factors=4, epochs=30, seed=0))  # fmt: skip
     s = model.score_users(np.array([10_000]))
     np.testing.assert_allclose(s[0], model.c)
+
+
+def test_bfloat16_products_rank_as_float32_does(split: Split) -> None:
+    """The logits' product in bfloat16 (what ``auto`` picks on CPUs that multiply it natively) learns the
+    same model up to rounding: the same ranking quality, and close item biases."""
+    from recsys.models.implicit_cf import bfloat16_is_fast
+
+    assert isinstance(bfloat16_is_fast(), bool)
+    u, i, _ = split.train
+    base = dict(n_factors=16, epochs=120, l2=5.0, seed=1)
+    exact = fit_implicit_cf(u, i, split.n_users, split.n_items, ImplicitCFParams(**base, matmul_precision="float32"))
+    low = fit_implicit_cf(u, i, split.n_users, split.n_items, ImplicitCFParams(**base, matmul_precision="bfloat16"))
+    assert not np.array_equal(exact.x, low.x)  # it did take the other path
+    assert evaluate(low, split)["ndcg"] == pytest.approx(evaluate(exact, split)["ndcg"], abs=0.01)
+    assert np.corrcoef(low.c, exact.c)[0, 1] > 0.99
