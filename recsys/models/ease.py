@@ -26,7 +26,7 @@ which is ``l2`` itself for plain 0/1 rows. Memory is ``n_items^2`` floats (and `
 as dense), so it is meant for catalogues up to ``max_items`` (default 30,000: about
 3.6 GB in float32); :func:`fit_ease` refuses larger ones with a clear error.
 MovieLens 100K (five folds, NDCG@10): plain EASE 0.4725, with all three refinements
-0.4832, and blended with the session-trained softmax factorisation 0.4906
+0.4832, and blended with the session-trained softmax factorisation 0.4904
 (:mod:`recsys.models.blend`, ``bench/quality.py``); the refinements' values were
 chosen on a validation split of u1's training data.
 """
