@@ -415,8 +415,9 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     params, extra = _params(settings, "implicit", split)
     pu, pi, pr, pts = _positives(settings, run_date, split)
     r = settings.ranker
-    ease_params = EASEParams(l2=r.ease_l2, item_weight_power=r.ease_item_weight_power,
-                             session_seconds=r.ease_session_seconds, rating_weight=r.ease_rating_weight)  # fmt: skip
+    # RankerConfig's ease_<field> settings are EASEParams' <field>s (ease_weight is the blend's)
+    ease_params = EASEParams.from_dict({k.removeprefix("ease_"): v for k, v in r.model_dump().items()
+                                        if k.startswith("ease_") and k != "ease_weight"})  # fmt: skip
     model, factorisation, members = fit_ranker(pu, pi, split.n_users, split.n_items, cf=params, ease=ease_params,
                                                ease_weight=r.ease_weight, rating=pr, ts=pts,
                                                rating_range=(split.rating_min, split.rating_max), seed=settings.seed,

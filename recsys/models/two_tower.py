@@ -514,9 +514,7 @@ def fit_two_tower(
                             np.zeros((0, params.layers[-1]), np.float32), params, history,
                             scale=history["scale"][-1])  # fmt: skip
         out.user_emb, out.item_emb = out.embed_users(user_x), out.embed_items(item_x)
-        out.item_bias = out.bias_items(item_x)
-        if out.item_bias is not None and prior is not None:  # items with training ratings: log(1 + count)
-            out.item_bias = np.where(np.isnan(prior), out.item_bias, prior).astype(np.float32)
+        out.item_bias = _with_prior(out.bias_items(item_x), prior)
         out.user_temperature = out.temperatures(user_x)
         logger.info("two-tower (softmax) fitted: %d users x %d items, layers %s, %d epochs in %.1fs", out.n_users,
                     out.n_items, params.layers, len(history["loss"]), time.monotonic() - start)  # fmt: skip
@@ -568,6 +566,13 @@ def _full_softmax_loss(vu: np.ndarray, vi: np.ndarray, bias: np.ndarray, item_id
         lse = np.log(np.exp(logits).sum(axis=1, dtype=np.float64))
         total += float((lse - logits[np.arange(len(logits)), item_idx[s : s + 2048]]).sum())
     return total / max(len(item_idx), 1)
+
+
+def _with_prior(feature_bias: np.ndarray | None, prior: np.ndarray | None) -> np.ndarray | None:
+    """``[n_items]`` item biases: the prior ``log(1 + count)`` where an item has one (not NaN), else its feature bias."""
+    if feature_bias is None or prior is None:
+        return feature_bias
+    return np.where(np.isnan(prior), feature_bias, prior).astype(np.float32)
 
 
 def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerParams, preprocessor: TowerPreprocessor,
@@ -670,7 +675,7 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
         vi = np.asarray(items(item_x_np, training=False))
         b = (np.asarray(item_bias(item_x_np, training=False)).reshape(-1) if item_bias is not None
              else np.zeros(vi.shape[0], np.float32))  # fmt: skip
-        return vi, (b if prior_np is None else np.where(np.isnan(prior_np), b, prior_np))
+        return vi, _with_prior(b, prior_np)
 
     def blanked(x: np.ndarray) -> np.ndarray:
         return np.where(hist_np[None, :], cold_u_np[None, :], x).astype(np.float32)
@@ -747,8 +752,10 @@ def _cold_ndcg(embed_cold: Callable[[np.ndarray], np.ndarray], user_x: np.ndarra
 
     Each user (at most :data:`_CALIBRATION_USERS`, a seeded sample) ranks every item but their
     training items by ``t * scale * v_u . v_m + b_m``, ``v_u`` from their side data alone; their
-    held-out items are relevant. This is the metric the cold-start cohort is served for, on users
-    the towers were fitted on (their history blanked), which the temperature corrects.
+    held-out items are relevant: the metric cold-start users are served for. These users are
+    training users with their history blanked, not users held out entirely, so the figure
+    flatters side data the towers could memorise (e.g. rare demographic combinations); it
+    chooses the temperature, not the dropout that prevents that memorising.
 
     Args:
         embed_cold: ``[n, d_u] -> [n, k]`` embeddings of user vectors with the history blanked.
@@ -770,17 +777,15 @@ def _cold_ndcg(embed_cold: Callable[[np.ndarray], np.ndarray], user_x: np.ndarra
     pick = np.unique(val_u)
     if pick.size > _CALIBRATION_USERS:
         pick = np.sort(np.random.default_rng([seed, 11]).choice(pick, _CALIBRATION_USERS, replace=False))
-    row = {int(u): r for r, u in enumerate(pick)}
     seen_u, seen_i = [], []
     for u, i, _ in train():
         keep = np.isin(u, pick)
         seen_u.append(np.asarray(u)[keep])
         seen_i.append(np.asarray(i)[keep])
-    remap = np.vectorize(row.__getitem__, otypes=[np.int64])
     su, si = np.concatenate(seen_u), np.concatenate(seen_i)
-    seen = relevant_lists(remap(su) if su.size else su.astype(np.int64), si.astype(np.int64), pick.size)
+    seen = relevant_lists(np.searchsorted(pick, su), si.astype(np.int64), pick.size)  # rows of the sorted sample
     keep = np.isin(val_u, pick)
-    relevant = relevant_lists(remap(val_u[keep]), val_i[keep], pick.size)
+    relevant = relevant_lists(np.searchsorted(pick, val_u[keep]), val_i[keep], pick.size)
     dot = embed_cold(user_x[pick]).astype(np.float64) @ vi.T.astype(np.float64)  # [n, n_items]
     out = []
     for t in COLD_TEMPERATURES:
