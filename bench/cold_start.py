@@ -4,7 +4,13 @@ Protocol (:mod:`recsys.evaluation.cold_start`): per dataset, a seeded cold-start
 split of the ratings holds out 10% of the users entirely (cold users), 10% of the
 items entirely (cold items), and leaves a "few ratings" cohort of 10% of the users
 with 1..5 random training ratings (the rest of theirs is test); everything else
-is training. The feature tables are then built by the pipeline's own Spark
+is training. One such split holds out only ~94 ML-100K users: a 95% interval
+of about +-0.03 NDCG@10 around any difference, and the verdict moves with the
+draw. So the benchmark rotates ``--folds`` splits (default 10): fold ``f`` holds out
+the ``f``-th of disjoint slices of one seeded permutation of the users (and of the
+items), every model is fitted and evaluated per fold, and the cohorts' users are
+pooled (10 folds: every user and item is cold once, 940 cold ML-100K users; about
+15 minutes on 2 cores). ``--folds 1`` is one seeded split. The feature tables are then built by the pipeline's own Spark
 transforms (:mod:`recsys.features.tables`, :mod:`recsys.features.features`) with
 the ``split`` column of ``ratings`` set to that split, so rating statistics come
 from the training ratings only, and converted to pandas for the model.
@@ -14,8 +20,11 @@ Models, each fitted on the training ratings of the split:
 * ``two_tower``: :func:`recsys.models.two_tower.fit_two_tower` with the pipeline's
   settings (:class:`recsys.config.TwoTowerConfig`: the ``softmax`` retrieval loss with
   cold dropout; ``--two-tower`` overrides), its inputs from
-  :class:`recsys.features.tower_inputs.TowerPreprocessor`; a 10% validation share of the
-  warm users' training ratings is held out (early stopping for the rating losses;
+  :class:`recsys.features.tower_inputs.TowerPreprocessor`; as in the pipeline, a share of
+  the warm users (``TwoTowerConfig.cold_validation_fraction``, 10%) is held out of its
+  training entirely and scored as new users (the cold part of early stopping and the
+  cold temperature), and a 10% validation share of the other warm users' training
+  ratings is held out (early stopping;
   :func:`recsys.evaluation.cold_start.carve_validation`; the feature tables use every
   training rating, as the pipeline's would).
 * ``two_tower_served``: what the pipeline serves cold-start users
@@ -46,8 +55,8 @@ Outputs: one table per dataset on stdout (cohort x model x metric, fit seconds),
 targets (pass/fail), and in ``--out``: ``cold_start.json`` (everything) and
 ``cold_start.html`` (bar charts of NDCG@k per dataset and cohort).
 
-    .venv/bin/python bench/cold_start.py                       # ml-100k and synthetic (3000 x 2000)
-    .venv/bin/python bench/cold_start.py --data ml-100k --out /tmp/cold_start
+    .venv/bin/python bench/cold_start.py                       # ml-100k and synthetic (3000 x 2000), 10 folds
+    .venv/bin/python bench/cold_start.py --data ml-100k --folds 1 --out /tmp/cold_start
     .venv/bin/python bench/cold_start.py --data synthetic --n-users 600 --n-items 300 --cold-items 0.3 \\
         --two-tower epochs=8,patience=2 --raw-dir /tmp/raw --out /tmp/cold_start_small
 """
@@ -140,7 +149,8 @@ def staged_tables(spark: Any, dataset: str, *, data_dir: Path, raw_dir: Path, sy
     return open_source(Path(data_dir), fold=None).read(spark, run_date=RUN_DATE)
 
 
-def prepare(spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] | None = None) -> Prepared:
+def prepare(spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] | None = None,
+            fold: int | None = None) -> Prepared:  # fmt: skip
     """Id maps and ratings by the pipeline's transforms, the cold-start split, then the feature tables.
 
     Args:
@@ -148,6 +158,7 @@ def prepare(spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] |
         staged: Staged tables of the source.
         seed: Seed of the split.
         fractions: Overrides of :func:`recsys.evaluation.cold_start.cold_start_split`'s fractions.
+        fold: Which rotated split (None: one seeded draw).
 
     Returns:
         The :class:`Prepared` dataset.
@@ -157,7 +168,7 @@ def prepare(spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] |
     start = time.perf_counter()
     indexed = indexed_ratings(staged)
     n_users, n_items = indexed.n_users, indexed.n_items
-    frame, split = cold_start_split_frame(indexed.ratings, n_users=n_users, n_items=n_items, seed=seed,
+    frame, split = cold_start_split_frame(indexed.ratings, n_users=n_users, n_items=n_items, seed=seed, fold=fold,
                                           **(fractions or {}))  # fmt: skip
     user_features, item_features = feature_frames(spark, staged, indexed, frame)
     indexed.user_map.unpersist()
@@ -185,13 +196,15 @@ def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, valid
     pre = TowerPreprocessor.fit(data.user_features, data.item_features)
     ux = pre.users(data.user_features, recent_genre_mix(data.train_ratings, data.item_genres, split.n_users))
     ix = pre.items(data.item_features)
-    fit, val = carve_validation(split, fraction=VALIDATION_FRACTION, seed=validation_seed)
+    users_out = Settings().two_tower.cold_validation_fraction if two_tower.loss == "softmax" else 0.0
+    fit, val, cold = carve_validation(split, fraction=VALIDATION_FRACTION, seed=validation_seed, user_fraction=users_out)
     inputs_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = fit_two_tower(ux, ix, array_chunks(*fit), two_tower, pre, validation=val)
+    model = fit_two_tower(ux, ix, array_chunks(*fit), two_tower, pre, validation=val, cold_validation=cold)
     out["two_tower"] = {"model": model, "fit_seconds": time.perf_counter() - t0, "inputs_seconds": inputs_seconds,
                         "params": dataclasses.asdict(two_tower), "history": model.history,
                         "n_fit": int(fit[0].size), "n_validation": int(val[0].size),
+                        "n_cold_validation_users": int(np.unique(cold[0]).size),
                         "user_dim": pre.user_dim, "item_dim": pre.item_dim}  # fmt: skip
 
     t0 = time.perf_counter()
@@ -286,50 +299,103 @@ def check_targets(metrics: dict[str, dict[str, dict[str, float]]],
 
 
 def run_dataset(spark: Any, dataset: str, *, data_dir: Path, raw_dir: Path, synthetic: dict[str, Any], k: int,
-                seed: int, two_tower: TwoTowerParams, cf: CFParams,
-                fractions: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Split, build the features, fit and evaluate the models on one dataset.
+                seed: int, two_tower: TwoTowerParams, cf: CFParams, fractions: dict[str, float] | None = None,
+                folds: int = 1) -> dict[str, Any]:  # fmt: skip
+    """Split, build the features, fit and evaluate the models on one dataset, once per fold.
+
+    Args:
+        folds: 1: one seeded split. More: that many rotated splits (``fold`` of
+            :func:`recsys.evaluation.cold_start.cold_start_split`: disjoint cold users and items), each
+            fitted and evaluated on its own; the cohorts' users are pooled (metrics are means over every
+            fold's users, targets and intervals over the pooled users), as one larger held-out cohort.
 
     Returns:
-        ``dataset``, ``counts`` (split summary), ``metrics`` (cohort -> model -> metric), ``fit_seconds``
-        (model -> s), ``targets``, ``params``, ``two_tower`` (history, sizes), ``prepare_seconds``.
+        ``dataset``, ``counts`` (split summary; cohort sizes summed over the folds), ``metrics`` (cohort ->
+        model -> metric, pooled), ``fit_seconds`` (model -> mean s), ``targets``, ``params``, ``two_tower``
+        (first fold's history, sizes), ``per_fold`` (per fold: cold users' NDCG@k per model, the cold
+        temperature, epochs), ``folds``, ``prepare_seconds`` (total).
     """
     staged = staged_tables(spark, dataset, data_dir=data_dir, raw_dir=raw_dir, synthetic=synthetic)
-    data = prepare(spark, staged, seed=seed, fractions=fractions)
-    fitted = fit_models(data, two_tower=two_tower, cf=cf, validation_seed=seed)
-    metrics: dict[str, dict[str, dict[str, float]]] = {c: {} for c in COHORTS}
-    per_user: dict[str, dict[str, np.ndarray]] = {}
-    for name in MODELS:
-        per_user[name] = {}
-        per_cohort = evaluate_cold_start(fitted[name]["model"], data.split, k=k, seed=seed, per_user=per_user[name])
-        for cohort, values in per_cohort.items():
-            metrics[cohort][name] = values
-        logger.info("%s %s: fit %.1fs, NDCG@%d %s", dataset, name, fitted[name]["fit_seconds"], k,
-                    {c: round(v["ndcg"], 4) for c, v in per_cohort.items()})  # fmt: skip
-    spread = random_order_spread(data.split, k=k, seed=seed)
-    tt = fitted["two_tower"]
+    runs: list[dict[str, Any]] = []
+    for fold in range(folds):
+        data = prepare(spark, staged, seed=seed, fractions=fractions, fold=None if folds == 1 else fold)
+        fitted = fit_models(data, two_tower=two_tower, cf=cf, validation_seed=seed)
+        metrics: dict[str, dict[str, dict[str, float]]] = {c: {} for c in COHORTS}
+        per_user: dict[str, dict[str, np.ndarray]] = {}
+        for name in MODELS:
+            per_user[name] = {}
+            per_cohort = evaluate_cold_start(fitted[name]["model"], data.split, k=k, seed=seed, per_user=per_user[name])
+            for cohort, values in per_cohort.items():
+                metrics[cohort][name] = values
+            logger.info("%s fold %d %s: fit %.1fs, NDCG@%d %s", dataset, fold, name, fitted[name]["fit_seconds"], k,
+                        {c: round(v["ndcg"], 4) for c, v in per_cohort.items()})  # fmt: skip
+        runs.append({"data": data, "fitted": fitted, "metrics": metrics, "per_user": per_user,
+                     "spread": random_order_spread(data.split, k=k, seed=seed)})  # fmt: skip
+    first = runs[0]
+    tt = first["fitted"]["two_tower"]
     history = tt["history"]
     two_tower_summary = {"epochs": len(history.get("loss", [])), "best_epoch": (history.get("best_epoch") or [None])[0],
                          "history": history, "n_fit": tt["n_fit"], "n_validation": tt["n_validation"],
-                         "user_dim": tt["user_dim"], "item_dim": tt["item_dim"],
-                         "inputs_seconds": tt["inputs_seconds"]}  # fmt: skip
+                         "n_cold_validation_users": tt["n_cold_validation_users"], "user_dim": tt["user_dim"],
+                         "item_dim": tt["item_dim"], "inputs_seconds": tt["inputs_seconds"]}  # fmt: skip
+    metrics = pool_metrics([r["metrics"] for r in runs])
+    per_user = {m: {c: np.concatenate([r["per_user"][m][c] for r in runs]) for c in COHORTS} for m in MODELS}
+    counts = {**first["data"].split.summary(), "n_users": first["data"].split.n_users,
+              "n_items": first["data"].split.n_items}  # fmt: skip
+    for key in ("n_cold_users", "n_cold_items", "n_few_users", "n_double_cold"):
+        counts[key] = int(sum(r["data"].split.summary()[key] for r in runs))
+    spreads = [r["spread"] for r in runs]
+    per_fold = [{"fold": j, "cold_users_ndcg": {m: r["metrics"]["cold_users"][m]["ndcg"] for m in MODELS},
+                 "cold_temperature": r["fitted"]["two_tower"]["history"].get("cold_temperature", [1.0])[-1],
+                 "epochs": len(r["fitted"]["two_tower"]["history"].get("loss", []))}
+                for j, r in enumerate(runs)]  # fmt: skip
     return {
         "dataset": dataset,
-        "counts": {**data.split.summary(), "n_users": data.split.n_users, "n_items": data.split.n_items},
+        "folds": folds,
+        "counts": counts,
         "metrics": metrics,
-        "fit_seconds": {m: fitted[m]["fit_seconds"] for m in MODELS},
+        "fit_seconds": {m: float(np.mean([r["fitted"][m]["fit_seconds"] for r in runs])) for m in MODELS},
         "targets": check_targets(metrics, per_user, seed=seed),
-        "cold_items_random_order": spread,
-        "params": {m: fitted[m]["params"] for m in MODELS},
+        "cold_items_random_order": {key: float(np.mean([sp[key] for sp in spreads])) for key in ("mean", "p05", "p95")}
+        | {"n": spreads[0]["n"]},
+        "params": {m: first["fitted"][m]["params"] for m in MODELS},
         "two_tower": two_tower_summary,
-        "prepare_seconds": data.seconds,
+        "per_fold": per_fold,
+        "prepare_seconds": float(sum(r["data"].seconds for r in runs)),
     }
+
+
+def pool_metrics(runs: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Cohort -> model -> metric over several folds' evaluations: ranking metrics averaged over every fold's users
+    (weighted by ``n_users``), ``coverage`` and ``n_candidates`` averaged over the folds, ``n_users`` summed."""
+    if len(runs) == 1:
+        return runs[0]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for cohort, models in runs[0].items():
+        out[cohort] = {}
+        for model in models:
+            rows = [r[cohort][model] for r in runs]
+            n = np.array([row["n_users"] for row in rows], dtype=np.float64)
+            pooled: dict[str, float] = {"n_users": int(n.sum()),
+                                        "n_candidates": int(round(np.mean([row["n_candidates"] for row in rows])))}
+            for metric in METRICS:
+                vals = np.array([row.get(metric, math.nan) for row in rows], dtype=np.float64)
+                ok = np.isfinite(vals) & (n > 0)
+                if not ok.any():
+                    pooled[metric] = math.nan
+                elif metric == "coverage":
+                    pooled[metric] = float(vals[ok].mean())
+                else:
+                    pooled[metric] = float(np.average(vals[ok], weights=n[ok]))
+            out[cohort][model] = pooled
+    return out
 
 
 def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path | None = None,
                    raw_dir: Path | None = None, synthetic: dict[str, Any] | None = None, k: int = 10, seed: int = 42,
                    two_tower: TwoTowerParams | None = None, cf: CFParams | None = None,
-                   fractions: dict[str, float] | None = None, spark: Any = None) -> dict[str, Any]:  # fmt: skip
+                   fractions: dict[str, float] | None = None, folds: int = 1,
+                   spark: Any = None) -> dict[str, Any]:  # fmt: skip
     """Run every dataset; write ``cold_start.json`` and ``cold_start.html`` into ``out_dir``.
 
     Args:
@@ -343,6 +409,7 @@ def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path |
         two_tower: Two-tower parameters (default ``TwoTowerParams()``).
         cf: CF parameters (default ``CFParams()``).
         fractions: Overrides of the split's fractions.
+        folds: Rotated splits per dataset, pooled (:func:`run_dataset`; 1: one seeded split).
         spark: Session; ``None`` creates a local one (``local[2]``) and stops it at the end.
 
     Returns:
@@ -370,6 +437,7 @@ def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path |
                 spark, dataset, data_dir=Path(data_dir or DEFAULT_MOVIELENS_DIR),
                 raw_dir=Path(raw_dir or PROJECT_ROOT / "data" / "raw"), synthetic=synthetic, k=k, seed=seed,
                 two_tower=two_tower or pipeline_two_tower_params(), cf=cf or CFParams(), fractions=fractions,
+                folds=folds,
             )  # fmt: skip
             results[dataset]["synthetic"] = synthetic if dataset == "synthetic" else None
     finally:
@@ -382,6 +450,7 @@ def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path |
         "datasets": results,
         "k": k,
         "seed": seed,
+        "folds": folds,
         "models": list(MODELS),
         "cohorts": list(COHORTS),
         "metrics": list(METRICS),
@@ -448,12 +517,28 @@ def _ci(t: dict[str, Any]) -> str:
 
 
 def describe(ds: dict[str, Any]) -> str:
-    """One line: the split's counts and the two-tower training."""
+    """One line: the split's counts and the two-tower training (with folds: cohort sizes pooled over them)."""
     c, tt = ds["counts"], ds["two_tower"]
-    return (f"{ds['dataset']}: {c['n_users']} users x {c['n_items']} items; train {c['n_train']}, test {c['n_test']} "
-            f"ratings; {c['n_cold_users']} cold users, {c['n_few_users']} few-ratings users, {c['n_cold_items']} cold "
-            f"items ({c['n_warm_items']} warm), {c['n_double_cold']} cold-user x cold-item ratings (unused); "
-            f"two-tower {tt['epochs']} epochs (best {tt['best_epoch']}), features built in {ds['prepare_seconds']:.1f}s")  # fmt: skip
+    folds = ds.get("folds", 1)
+    pooled = f"{folds} rotated splits pooled (ratings, epochs: the first); " if folds > 1 else ""
+    return (f"{ds['dataset']}: {c['n_users']} users x {c['n_items']} items; {pooled}train {c['n_train']}, test "
+            f"{c['n_test']} ratings; {c['n_cold_users']} cold users, {c['n_few_users']} few-ratings users, "
+            f"{c['n_cold_items']} cold items ({c['n_warm_items']} warm), {c['n_double_cold']} cold-user x cold-item "
+            f"ratings (unused); two-tower {tt['epochs']} epochs (best {tt['best_epoch']}), features built in "
+            f"{ds['prepare_seconds']:.1f}s")  # fmt: skip
+
+
+def format_folds(ds: dict[str, Any]) -> str:
+    """One line per fold: cold users' NDCG@k of the two-tower model and the baselines, and its cold temperature
+    (empty for a single split): how much the verdict moves with the cohort."""
+    if ds.get("folds", 1) <= 1:
+        return ""
+    lines = ["per fold, cold users' NDCG@k (two_tower / popularity / demographic_popularity; cold temperature):"]
+    for f in ds["per_fold"]:
+        n = f["cold_users_ndcg"]
+        lines.append(f"  fold {f['fold']}: {_fmt(n['two_tower'])} / {_fmt(n['popularity'])} / "
+                     f"{_fmt(n['demographic_popularity'])}; t = {f['cold_temperature']:.1f}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def render_html(result: dict[str, Any]) -> str:
@@ -483,9 +568,10 @@ def render_html(result: dict[str, Any]) -> str:
         r = ds["cold_items_random_order"]
         targets += (f"<li>noise: {r['n']} random fixed item orders score NDCG@{k} {_fmt(r['mean'])} on cold items "
                     f"(5%-95%: {_fmt(r['p05'])}-{_fmt(r['p95'])})</li>")
+        folds = f"<pre>{html.escape(format_folds(ds))}</pre>" if ds.get("folds", 1) > 1 else ""
         sections.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(describe(ds))}</p>"
                         f"<div class=\"charts\">{''.join(charts)}</div>{''.join(table)}"
-                        f"<h3>Targets (not asserted)</h3><ul>{targets}</ul>")  # fmt: skip
+                        f"<h3>Targets (not asserted)</h3><ul>{targets}</ul>{folds}")  # fmt: skip
     env = result["environment"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -533,6 +619,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cold-users", type=float, default=0.1, help="share of the users held out entirely")
     p.add_argument("--cold-items", type=float, default=0.1, help="share of the items held out entirely")
     p.add_argument("--few-users", type=float, default=0.1, help="share of the users kept with 1..5 ratings")
+    p.add_argument("--folds", type=int, default=10,
+                   help="rotated splits per dataset (disjoint cold users and items), pooled; 1: one seeded split")
     p.add_argument("--two-tower", default="", help="TwoTowerParams overrides, e.g. 'epochs=5,learning_rate=0.003'")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "data" / "reports" / "cold_start", help="output folder")
     args = p.parse_args(argv)
@@ -541,6 +629,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_cold_start(tuple(x.strip() for x in args.data.split(",") if x.strip()), out_dir=args.out,
                             data_dir=args.data_dir, raw_dir=args.raw_dir, synthetic=synthetic, k=args.k,
                             seed=args.seed, two_tower=pipeline_two_tower_params(_overrides(args.two_tower)),
+                            folds=args.folds,
                             fractions={"cold_user_fraction": args.cold_users, "cold_item_fraction": args.cold_items,
                                        "few_user_fraction": args.few_users})  # fmt: skip
     env = result["environment"]
@@ -550,6 +639,8 @@ def main(argv: list[str] | None = None) -> None:
         print(format_table(ds, result["k"]))
         print()
         print(format_targets(ds["targets"], ds["cold_items_random_order"]))
+        if ds.get("folds", 1) > 1:
+            print(format_folds(ds))
     print(f"\nwrote {result['paths']['json']} and {result['paths']['html']}")
 
 

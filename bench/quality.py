@@ -192,13 +192,14 @@ def _two_tower_specs(data_dir: Path, spark: Any, splits: list[Split]) -> list[_S
     :class:`~recsys.features.tower_inputs.TowerPreprocessor` fitted on them and re-indexed to
     the protocol's indices (MovieLens id - 1). Rows: ``two_tower``, the pipeline's settings
     (``softmax`` retrieval loss with cold dropout); ``two_tower_mse``, MSE on ratings (its RMSE).
-    Both stop early on a 10% hash hold-out of the fold's training ratings.
+    Both stop early on a 10% hash hold-out of the fold's training ratings; the retrieval one also holds out
+    10% of the users entirely, for its cold-start validation, as the pipeline does.
     """
     from recsys.config import Settings
     from recsys.data.sources import open_source
     from recsys.evaluation.feature_frames import feature_frames, indexed_ratings
     from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
-    from recsys.models.two_tower import TwoTowerParams, array_chunks, fit_two_tower, holdout_chunks
+    from recsys.models.two_tower import TwoTowerParams, array_chunks, fit_two_tower, validation_chunks
 
     staged = open_source(Path(data_dir), fold=None).read(spark, run_date="2026-01-01")
     indexed = indexed_ratings(staged)
@@ -227,8 +228,10 @@ def _two_tower_specs(data_dir: Path, spark: Any, splits: list[Split]) -> list[_S
 
     def fit(s: Split, params: TwoTowerParams) -> Any:
         pre, ux, ix = inputs[s.name]
-        chunks, val = holdout_chunks(array_chunks(*s.train), fraction=tower.validation_fraction, seed=params.seed)
-        return fit_two_tower(ux, ix, chunks, params, pre, validation=val)
+        users_out = tower.cold_validation_fraction if params.loss == "softmax" else 0.0
+        chunks, val, cold = validation_chunks(array_chunks(*s.train), fraction=tower.validation_fraction,
+                                              user_fraction=users_out, seed=params.seed)  # fmt: skip
+        return fit_two_tower(ux, ix, chunks, params, pre, validation=val, cold_validation=cold)
 
     return [_Spec("two_tower", "ours", lambda s: fit(s, retrieval), dataclasses.asdict(retrieval), predicts_ratings=False),
             _Spec("two_tower_mse", "ours", lambda s: fit(s, rating), dataclasses.asdict(rating))]  # fmt: skip

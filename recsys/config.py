@@ -88,6 +88,9 @@ class TwoTowerConfig(BaseSettings):
     calibrate_cold: bool = Field(TwoTowerParams.calibrate_cold,
                                  description="choose new users' temperature on the validation split (NDCG@10)")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="training ratings held out for early stopping")
+    cold_validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="users held out of training entirely, scored as new users: the cold part of "
+        "early stopping and the cold temperature (0: the validation ratings' users with their history blanked)")
 
 
 class RankerConfig(BaseSettings):

@@ -340,8 +340,10 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
 
     Skipped (``{"skipped": True, "model_dir": None, "metrics": {}}``) unless
     ``cold_start_model`` is ``two_tower``. The training ratings stream from the
-    ``ratings`` partition through ``tf.data``; a seeded share of them
-    (``two_tower.validation_fraction``) is held out for early stopping. Writes
+    ``ratings`` partition through ``tf.data``; a seeded share of the users
+    (``two_tower.cold_validation_fraction``) is held out entirely, scored as new users
+    (the cold part of early stopping and the cold temperature), and a seeded share of
+    the other ratings (``two_tower.validation_fraction``) for early stopping. Writes
     ``models/<dataset>/two_tower/<run_id>/`` (``two_tower.keras``,
     ``preprocessing.json``, ``user_embeddings.parquet``, ``item_embeddings.parquet``,
     ``params.json``, ``metrics.json``, ``manifest.json``). Metrics:
@@ -354,7 +356,7 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
     """
     if settings.cold_start_model != "two_tower":
         return {"skipped": True, "model_dir": None, "metrics": {}}
-    from recsys.models.two_tower import TwoTowerParams, fit_two_tower, holdout_chunks, parquet_chunks
+    from recsys.models.two_tower import TwoTowerParams, fit_two_tower, parquet_chunks, validation_chunks
 
     start = time.monotonic()
     split, ratings = _training_data(settings, run_date)
@@ -364,12 +366,16 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
     params = TwoTowerParams.from_dict({**config.model_dump(), "rating_min": split.rating_min,
                                        "rating_max": split.rating_max, "seed": settings.seed})  # fmt: skip
     stream = parquet_chunks(partition_dir(settings.lake, "ratings", run_date))
-    chunks, validation = holdout_chunks(stream, fraction=config.validation_fraction, seed=settings.seed)
+    users_out = config.cold_validation_fraction if params.loss == "softmax" else 0.0
+    chunks, validation, cold_validation = validation_chunks(stream, fraction=config.validation_fraction,
+                                                            user_fraction=users_out, seed=settings.seed)  # fmt: skip
     fit_start = time.monotonic()
-    model = fit_two_tower(user_x, item_x, chunks, params, pre, validation=validation, progress=progress)
+    model = fit_two_tower(user_x, item_x, chunks, params, pre, validation=validation, cold_validation=cold_validation,
+                          progress=progress)  # fmt: skip
     fit_seconds = time.monotonic() - fit_start
     epochs = max(len(model.history.get("loss", [])), 1)
-    n_fit = len(train) - len(validation[0])
+    n_held = len(validation[0]) + (len(cold_validation[0]) if cold_validation is not None else 0)
+    n_fit = len(train) - n_held
     n_train = np.bincount(split.train[0], minlength=split.n_users)
     metrics: dict[str, float] = {
         "two_tower_fit_seconds": fit_seconds,
@@ -380,7 +386,9 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
     }
     metrics.update(_test_metrics(model, split, "two_tower", settings.top_k))
     metrics["two_tower_seconds"] = time.monotonic() - start
-    extra = {"validation_fraction": config.validation_fraction, "input_dims": {"user": pre.user_dim, "item": pre.item_dim},
+    extra = {"validation_fraction": config.validation_fraction,
+             "cold_validation_users": int(np.unique(cold_validation[0]).size) if cold_validation is not None else 0,
+             "input_dims": {"user": pre.user_dim, "item": pre.item_dim},
              "feature_tables": [f"user_features/run_date={run_date}", f"item_features/run_date={run_date}"]}  # fmt: skip
     out = _write_model(settings, "two_tower", run_id, run_date, model, metrics, extra, split)
     logger.info("two-tower metrics: %s", {k: round(v, 4) for k, v in metrics.items()})

@@ -94,6 +94,7 @@ class ColdStartSplit:
         n_users: Users of the index space.
         n_items: Items of the index space.
         seed: The seed of the draw.
+        fold: With rotating cohorts, which one (None: a single seeded draw).
     """
 
     train: Triple
@@ -106,6 +107,7 @@ class ColdStartSplit:
     n_users: int
     n_items: int
     seed: int
+    fold: int | None = None
 
     @property
     def warm_items(self) -> np.ndarray:
@@ -132,6 +134,19 @@ def _draw(pool: np.ndarray, fraction: float, rng: np.random.Generator) -> np.nda
     return np.sort(rng.choice(pool, size=n, replace=False)) if n else np.zeros(0, dtype=np.int64)
 
 
+def _fold_slice(pool: np.ndarray, fraction: float, fold: int, seed: int, stream: int) -> np.ndarray:
+    """Slice ``fold`` of ``floor(1 / fraction)`` disjoint slices of ``round(fraction * len(pool))`` elements of a
+    seeded permutation of ``pool`` (the same permutation for every fold), sorted."""
+    n = round(fraction * pool.size)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    n_folds = pool.size // n
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold must be in [0, {n_folds}) for a share of {fraction} of {pool.size}, got {fold}")
+    perm = np.random.default_rng([seed, stream]).permutation(pool)
+    return np.sort(perm[fold * n : (fold + 1) * n])
+
+
 def cold_start_split(
     user_idx: np.ndarray,
     item_idx: np.ndarray,
@@ -144,6 +159,7 @@ def cold_start_split(
     few_user_fraction: float = 0.1,
     few_max: int = 5,
     seed: int = 42,
+    fold: int | None = None,
 ) -> ColdStartSplit:
     """Seeded cold-start split of ratings (cold users, cold items, few-ratings users; see the module docstring).
 
@@ -160,12 +176,17 @@ def cold_start_split(
             count 1..few_max leaves a test rating); fewer are drawn if fewer are eligible.
         few_max: Most training ratings a few-ratings user keeps.
         seed: Seed of every draw.
+        fold: Rotate the cohorts: the cold users (items) are slice ``fold`` of ``1 / cold_user_fraction``
+            (``cold_item_fraction``) disjoint slices of one seeded permutation, so that folds ``0, 1, ...``
+            hold out different users and items and, pooled, evaluate many more of them than one draw
+            (the other draws are seeded by ``(seed, fold)``). None: one seeded draw.
 
     Returns:
         The :class:`ColdStartSplit`.
 
     Raises:
-        ValueError: On mismatched shapes, indices out of range, fractions outside ``[0, 1)`` or ``few_max < 1``.
+        ValueError: On mismatched shapes, indices out of range, fractions outside ``[0, 1)``, ``few_max < 1``
+            or a ``fold`` outside ``[0, 1 / fraction)``.
     """
     u = np.asarray(user_idx, dtype=np.int64)
     i = np.asarray(item_idx, dtype=np.int64)
@@ -182,10 +203,15 @@ def cold_start_split(
     if few_max < 1:
         raise ValueError(f"few_max must be >= 1, got {few_max}")
     start = time.perf_counter()
-    rng = np.random.default_rng(seed)
     users = np.unique(u)
-    cold_users = _draw(users, cold_user_fraction, rng)
-    cold_items = _draw(np.unique(i), cold_item_fraction, rng)
+    if fold is None:
+        rng = np.random.default_rng(seed)
+        cold_users = _draw(users, cold_user_fraction, rng)
+        cold_items = _draw(np.unique(i), cold_item_fraction, rng)
+    else:
+        rng = np.random.default_rng([seed, fold])
+        cold_users = _fold_slice(users, cold_user_fraction, fold, seed, 0)
+        cold_items = _fold_slice(np.unique(i), cold_item_fraction, fold, seed, 1)
 
     # Rows in (user, item) order, so the draws do not depend on the input order.
     order = np.lexsort((i, u))
@@ -217,7 +243,7 @@ def cold_start_split(
     split = ColdStartSplit(
         train=(u[is_train], i[is_train], r[is_train]), test=(u[~is_train], i[~is_train], r[~is_train]),
         is_train=is_train, cold_users=cold_users, cold_items=cold_items, few_users=few_users,
-        few_kept=few_kept.astype(np.int64), n_users=n_users, n_items=n_items, seed=seed,
+        few_kept=few_kept.astype(np.int64), n_users=n_users, n_items=n_items, seed=seed, fold=fold,
     )  # fmt: skip
     logger.info("cold-start split (seed %d): %s in %.2fs", seed, split.summary(), time.perf_counter() - start)
     return split
@@ -243,27 +269,37 @@ def cold_start_split_frame(ratings: pd.DataFrame, *, n_users: int, n_items: int,
     return ratings.assign(split=np.where(split.is_train, "train", "test")), split
 
 
-def carve_validation(split: ColdStartSplit, *, fraction: float = 0.1, seed: int = 0) -> tuple[Triple, Triple]:
-    """A validation share of the training ratings (for early stopping), taken from warm users only.
+def carve_validation(split: ColdStartSplit, *, fraction: float = 0.1, seed: int = 0,
+                     user_fraction: float = 0.0) -> tuple[Triple, Triple, Triple]:  # fmt: skip
+    """Validation shares of the training ratings (early stopping, calibration), taken from warm users only.
 
     Few-ratings users keep all of their 1..few_max training ratings in the fitting part, so the
     cohort's definition holds for the model too.
 
     Args:
         split: The split.
-        fraction: Share of the warm users' training ratings held out for validation.
-        seed: Seed of the draw.
+        fraction: Share of the (remaining) warm users' training ratings held out for validation.
+        seed: Seed of the draws.
+        user_fraction: Share of the warm users held out entirely (all their training ratings): validation
+            users the model never sees, as the cold-start users (``cold_validation`` of
+            :func:`recsys.models.two_tower.fit_two_tower`).
 
     Returns:
-        ``(fit, validation)``, each ``(user_idx, item_idx, rating)``; together they are ``split.train``.
+        ``(fit, validation, cold_validation)``, each ``(user_idx, item_idx, rating)``; together they are
+        ``split.train``.
     """
     u, i, r = split.train
+    rng = np.random.default_rng(seed)
     order = np.lexsort((i, u))
-    key = np.random.default_rng(seed).random(u.size)
+    key = rng.random(u.size)
+    warm = np.setdiff1d(np.unique(u), split.few_users)
+    held_users = warm[rng.random(warm.size) < user_fraction] if user_fraction > 0 else warm[:0]
+    cold = np.isin(u, held_users)
     val = np.zeros(u.size, dtype=bool)
     val[order] = key < fraction
-    val &= ~np.isin(u, split.few_users)
-    return (u[~val], i[~val], r[~val]), (u[val], i[val], r[val])
+    val &= ~np.isin(u, split.few_users) & ~cold
+    fit = ~val & ~cold
+    return (u[fit], i[fit], r[fit]), (u[val], i[val], r[val]), (u[cold], i[cold], r[cold])
 
 
 def rank_candidates(

@@ -34,17 +34,19 @@ ReLU between, linear last) to an L2-normalised embedding ``v_u`` / ``v_m``
   rare combinations are not memorised), and the item's rating statistics by those
   of an unrated item, so that the towers learn to place cold users and items from
   side data alone (they never see such inputs otherwise). With a validation set,
-  each epoch ends with the full softmax cross-entropy of the held-out pairs over
-  the whole catalogue, once with the users' features (``val_warm_loss``) and once
-  with their rating history blanked (``val_cold_loss``, the cold-start case);
+  each epoch ends with the full softmax cross-entropy over the whole catalogue of
+  the held-out pairs of known users (``val_warm_loss``) and of the pairs of
+  *validation users*, users held out of training entirely (``cold_validation``,
+  :func:`validation_chunks`), scored from their side data with their rating
+  history blanked (``val_cold_loss``, the cold-start case; without them, the
+  held-out pairs' users stand in, whose side data the towers could memorise);
   early stopping watches their mix ``val_loss = (1 - cold_dropout) * warm +
   cold_dropout * cold``, the training objective's own mix. Trained for the
   cross-entropy, the taste term is too sharp for a user known by side data only:
   their top 10 is better with a smaller scale. ``calibrate_cold`` therefore picks
-  a cold temperature ``t`` (:data:`COLD_TEMPERATURES`) by the validation NDCG@10
-  of the held-out pairs' users scored as new users, and the logits of users
-  without rating history are ``t * s * v_u . v_m + b_m`` (ML-100K picks 0.7;
-  synthetic data, whose side data says more, 1.0).
+  a cold temperature ``t`` (:data:`COLD_TEMPERATURES`) by the NDCG@10 of the
+  validation users, and the logits of users without rating history are
+  ``t * s * v_u . v_m + b_m``.
 
 Because a user's embedding is computed from features, not looked up, the model
 scores users and items it never saw in training (cold start), from their side
@@ -189,29 +191,57 @@ def _held_out(user_idx: np.ndarray, item_idx: np.ndarray, fraction: float, seed:
     return (x % np.uint64(1_000_000)) < np.uint64(round(fraction * 1_000_000))
 
 
-def holdout_chunks(chunks: Chunks, *, fraction: float, seed: int) -> tuple[Chunks, tuple[np.ndarray, ...]]:
-    """Split a stream into training chunks and in-memory validation arrays, by a seeded hash of each pair.
+def holdout_chunks(chunks: Chunks, *, fraction: float, seed: int,
+                   by: Literal["pair", "user"] = "pair") -> tuple[Chunks, tuple[np.ndarray, ...]]:  # fmt: skip
+    """Split a stream into training chunks and in-memory validation arrays, by a seeded hash.
 
     Args:
         chunks: The full stream.
-        fraction: Share of pairs held out (about; it is a hash, not a count).
+        fraction: Share of pairs (``by="pair"``) or of users (``by="user"``: all of a user's pairs) held out
+            (about; it is a hash, not a count).
         seed: Seed of the hash.
+        by: Hash each pair, or each user (users held out entirely: validation users the model never saw, what
+            the cold-start path is judged on).
 
     Returns:
         ``(training chunks without the held-out pairs, (user_idx, item_idx, label) held out)``.
     """
+
+    def held_out(u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return _held_out(u, i if by == "pair" else np.zeros_like(u), fraction, seed)
+
     parts = []
     for u, i, y in chunks():
-        h = _held_out(u, i, fraction, seed)
+        h = held_out(u, i)
         parts.append((u[h], i[h], y[h]))
     held = tuple(np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in range(3))
 
     def train() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for u, i, y in chunks():
-            keep = ~_held_out(u, i, fraction, seed)
+            keep = ~held_out(u, i)
             yield u[keep], i[keep], y[keep]
 
     return train, held
+
+
+def validation_chunks(chunks: Chunks, *, fraction: float, user_fraction: float = 0.0,
+                      seed: int) -> tuple[Chunks, tuple[np.ndarray, ...], tuple[np.ndarray, ...] | None]:  # fmt: skip
+    """The hold-outs :func:`fit_two_tower` validates on, carved from a stream by seeded hashes.
+
+    Args:
+        chunks: The training pairs.
+        fraction: Share of the (remaining) pairs held out (``validation``: early stopping).
+        user_fraction: Share of the users held out entirely (``cold_validation``; 0: none).
+        seed: Seed of the hashes.
+
+    Returns:
+        ``(training chunks, validation (user_idx, item_idx, label), cold_validation or None)``.
+    """
+    cold = None
+    if user_fraction > 0:
+        chunks, cold = holdout_chunks(chunks, fraction=user_fraction, seed=seed + 1, by="user")
+    chunks, validation = holdout_chunks(chunks, fraction=fraction, seed=seed)
+    return chunks, validation, cold
 
 
 def _shuffled_batches(chunks: Chunks, batch: int, window: int, rng: np.random.Generator) -> Iterator[tuple]:
@@ -459,6 +489,7 @@ def fit_two_tower(
     preprocessor: TowerPreprocessor,
     *,
     validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    cold_validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     progress: bool = False,
     extra_callbacks: list[Any] | None = None,
 ) -> TwoTowerModel:
@@ -471,6 +502,10 @@ def fit_two_tower(
         params: Hyper-parameters.
         preprocessor: The transforms that made ``user_x``/``item_x`` (saved with the model).
         validation: Optional ``(user_idx, item_idx, label)`` for early stopping (held out of ``train``).
+        cold_validation: Optional ``(user_idx, item_idx, label)`` of users held out of ``train`` entirely
+            (:func:`holdout_chunks` ``by="user"``), ``softmax`` only: scored as new users, they give the
+            cold part of the validation loss and choose the cold temperature (without them, the
+            ``validation`` pairs' users with their history blanked stand in, users the towers have seen).
         progress: Show Keras' progress bar.
         extra_callbacks: More Keras callbacks (e.g. a benchmark's epoch timer).
 
@@ -508,8 +543,9 @@ def fit_two_tower(
     model = build_model(ux.shape[1], ix.shape[1], params)
     if params.loss == "softmax":
         held = None if validation is None or not len(validation[0]) else validation
+        cold = None if cold_validation is None or not len(cold_validation[0]) else cold_validation
         history, prior = _fit_softmax(model, train, ux, ix, params, preprocessor, rng, list(extra_callbacks or []),
-                                      held)  # fmt: skip
+                                      held, cold)  # fmt: skip
         out = TwoTowerModel(model, preprocessor, np.zeros((0, params.layers[-1]), np.float32),
                             np.zeros((0, params.layers[-1]), np.float32), params, history,
                             scale=history["scale"][-1])  # fmt: skip
@@ -577,8 +613,13 @@ def _with_prior(feature_bias: np.ndarray | None, prior: np.ndarray | None) -> np
 
 def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerParams, preprocessor: TowerPreprocessor,
                  rng: np.random.Generator, callbacks: list[Any], validation: tuple[np.ndarray, ...] | None = None,
+                 cold_validation: tuple[np.ndarray, ...] | None = None,
                  ) -> tuple[dict[str, list[float]], np.ndarray | None]:  # fmt: skip
     """Sampled-softmax training of both towers (see the module docstring).
+
+    ``validation`` pairs give the warm validation loss; the cold one (and the cold temperature) come from
+    ``cold_validation``, users held out entirely, scored from their side data, or without it from the
+    ``validation`` pairs' users with their history blanked.
 
     Returns:
         ``(history, prior)``: ``history`` is ``{"loss": [per epoch], "scale": [final], "cold_temperature":
@@ -663,12 +704,17 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
         head_opt.apply_gradients(zip(grads[len(towers) :], head, strict=True))
         return loss
 
-    val_u = val_i = None
-    if validation is not None:
-        val_u, val_i = np.asarray(validation[0], np.int64), np.asarray(validation[1], np.int64)
-        if len(val_u) > _VALIDATION_PAIRS:
-            pick = np.sort(np.random.default_rng(params.seed).choice(len(val_u), _VALIDATION_PAIRS, replace=False))
-            val_u, val_i = val_u[pick], val_i[pick]
+    def sample(pairs: tuple[np.ndarray, ...] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if pairs is None:
+            return None, None
+        u, i = np.asarray(pairs[0], np.int64), np.asarray(pairs[1], np.int64)
+        if len(u) > _VALIDATION_PAIRS:
+            pick = np.sort(np.random.default_rng(params.seed).choice(len(u), _VALIDATION_PAIRS, replace=False))
+            u, i = u[pick], i[pick]
+        return u, i
+
+    val_u, val_i = sample(validation)
+    cold_val_u, cold_val_i = sample(cold_validation) if cold_validation is not None else (val_u, val_i)
     item_x_np, user_x_np = ix.numpy(), ux.numpy()
 
     def item_side() -> tuple[np.ndarray, np.ndarray]:  # [n_items, k] embeddings, [n_items] biases
@@ -680,14 +726,17 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
     def blanked(x: np.ndarray) -> np.ndarray:
         return np.where(hist_np[None, :], cold_u_np[None, :], x).astype(np.float32)
 
-    def validate() -> tuple[float, float]:
+    cold_scored = cold_val_u is not None and (cold_validation is not None or bool(hist_np.any()))
+
+    def validate() -> tuple[float, float]:  # (warm, cold) full-softmax losses; one stands in for the other if absent
         vi, b = item_side()
-        s = float(scale[0, 0])
-        users_x = user_x_np[val_u]
-        warm = _full_softmax_loss(np.asarray(users(users_x, training=False)), vi, b, val_i, s)
-        if not hist_np.any():
-            return warm, warm
-        return warm, _full_softmax_loss(np.asarray(users(blanked(users_x), training=False)), vi, b, val_i, s)
+
+        def loss(x: np.ndarray, item_idx: np.ndarray) -> float:
+            return _full_softmax_loss(np.asarray(users(x, training=False)), vi, b, item_idx, float(scale[0, 0]))
+
+        warm = loss(user_x_np[val_u], val_i) if val_u is not None else None
+        cold = loss(blanked(user_x_np[cold_val_u]), cold_val_i) if cold_scored else warm
+        return (cold if warm is None else warm), cold  # type: ignore[return-value]
 
     for cb in callbacks:
         cb.set_model(model)
@@ -705,7 +754,7 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
             n_step += 5
         history["loss"].append(total / max(n, 1))
         logs = {"loss": history["loss"][-1]}
-        if val_u is not None:
+        if val_u is not None or cold_val_u is not None:
             warm, cold = validate()
             logs.update(val_warm_loss=warm, val_cold_loss=cold,
                         val_loss=(1.0 - params.cold_dropout) * warm + params.cold_dropout * cold)  # fmt: skip
@@ -727,10 +776,10 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
         history["best_epoch"] = [float(best[1] + 1)]
     history["scale"] = [float(scale[0, 0])]
     history["cold_temperature"] = [1.0]
-    if params.calibrate_cold and val_u is not None and hist_np.any():
+    if params.calibrate_cold and cold_scored:
         vi, b = item_side()
         ndcg = _cold_ndcg(lambda x: np.asarray(users(blanked(x), training=False)), user_x_np, vi, b,
-                          float(scale[0, 0]), train, (val_u, val_i), seed=params.seed)  # fmt: skip
+                          float(scale[0, 0]), train, (cold_val_u, cold_val_i), seed=params.seed)  # fmt: skip
         history["cold_ndcg"] = ndcg
         history["cold_temperature"] = [COLD_TEMPERATURES[int(np.argmax(ndcg))]]
         logger.info("two-tower (softmax): cold temperature %.2f (validation NDCG@10 of new users %s)",
@@ -752,10 +801,10 @@ def _cold_ndcg(embed_cold: Callable[[np.ndarray], np.ndarray], user_x: np.ndarra
 
     Each user (at most :data:`_CALIBRATION_USERS`, a seeded sample) ranks every item but their
     training items by ``t * scale * v_u . v_m + b_m``, ``v_u`` from their side data alone; their
-    held-out items are relevant: the metric cold-start users are served for. These users are
-    training users with their history blanked, not users held out entirely, so the figure
-    flatters side data the towers could memorise (e.g. rare demographic combinations); it
-    chooses the temperature, not the dropout that prevents that memorising.
+    held-out items are relevant: the metric cold-start users are served for. They are best users
+    held out of training entirely (``cold_validation`` of :func:`fit_two_tower`); training users
+    with their history blanked flatter side data the towers could memorise (e.g. rare
+    demographic combinations).
 
     Args:
         embed_cold: ``[n, d_u] -> [n, k]`` embeddings of user vectors with the history blanked.

@@ -25,6 +25,7 @@ FAST_EPOCHS = 20
 # 90 cold items: with the default 30 at this size, one arbitrary global item order scores anywhere from 0.7x to
 # 1.5x the tied baselines (few cold items, skewed popularity), too wide to tell a model from luck.
 FRACTIONS = {"cold_item_fraction": 0.3}
+FOLDS = 2  # two rotated splits, pooled
 
 
 
@@ -35,7 +36,7 @@ def bench_run(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleTy
     out = tmp_path_factory.mktemp("cold_start")
     fast = bench.pipeline_two_tower_params({"epochs": FAST_EPOCHS})  # the pipeline's model, fewer epochs
     result = bench.run_cold_start(("synthetic",), out_dir=out, raw_dir=tmp_path_factory.mktemp("raw"), synthetic=SMALL,
-                                  k=10, seed=42, two_tower=fast, fractions=FRACTIONS, spark=spark)  # fmt: skip
+                                  k=10, seed=42, two_tower=fast, fractions=FRACTIONS, folds=FOLDS, spark=spark)  # fmt: skip
     return bench, result, out
 
 
@@ -46,11 +47,19 @@ def test_table_json_and_html_have_every_cohort_and_model(bench_run) -> None:  # 
     ds = data["datasets"]["synthetic"]
     c = ds["counts"]
     sizes = (c["n_users"], c["n_items"], c["n_cold_users"], c["n_cold_items"], c["n_few_users"])
-    assert sizes == (600, 300, 60, 90, 60), c
+    assert sizes == (600, 300, 2 * 60, 2 * 90, 2 * 60), c  # summed over the folds' disjoint cohorts
+    assert ds["folds"] == FOLDS and [f["fold"] for f in ds["per_fold"]] == [0, 1]
+    # pooled metrics: each fold's mean weighted by its users
+    for f in ds["per_fold"]:
+        assert 0 <= f["cold_users_ndcg"]["two_tower"] <= 1 and 0 <= f["cold_temperature"] <= 1
+    assert min(f["cold_users_ndcg"]["popularity"] for f in ds["per_fold"]) - 1e-9 \
+        <= ds["metrics"]["cold_users"]["popularity"]["ndcg"] \
+        <= max(f["cold_users_ndcg"]["popularity"] for f in ds["per_fold"]) + 1e-9
+    assert ds["two_tower"]["n_cold_validation_users"] > 0
     for cohort in COHORTS:
         for model in MODELS:
             m = ds["metrics"][cohort][model]
-            assert m["n_users"] > 20, (cohort, model, m)
+            assert m["n_users"] > 40, (cohort, model, m)
             for metric in METRICS:
                 value = m[metric]
                 assert value is not None and math.isfinite(value) and 0 <= value <= 1, (cohort, model, metric)
@@ -70,6 +79,7 @@ def test_table_json_and_html_have_every_cohort_and_model(bench_run) -> None:  # 
 
     page = (out / "cold_start.html").read_text()
     assert page.count("<svg") == len(COHORTS) + 1 and "NDCG@10" in page and "cold items" in page
+    assert "fold 1:" in page and "fold 1:" in bench.format_folds(ds)
     table = bench.format_table(result["datasets"]["synthetic"], 10)
     lines = table.splitlines()
     assert len(lines) == 2 + len(COHORTS) * len(MODELS) and "ndcg@10" in lines[0] and "fit_s" in lines[0]
@@ -79,7 +89,7 @@ def test_table_json_and_html_have_every_cohort_and_model(bench_run) -> None:  # 
 def test_two_tower_beats_the_tied_baselines_on_cold_items(bench_run) -> None:  # noqa: ANN001
     _, result, _ = bench_run
     ci = result["datasets"]["synthetic"]["metrics"]["cold_items"]
-    # Measured (600 x 300, 90 cold items, 2026-12): the pipeline's softmax two-tower, 20 epochs, NDCG@10 0.264 vs
+    # Measured (600 x 300, 90 cold items, one split, 2026-12): the pipeline's softmax two-tower, 20 epochs, NDCG@10 0.264 vs
     # 0.174 for CF = popularity (the tied baselines' chance level), ratio 1.51; 20 random fixed item orders: 5%-95%
     # 0.109-0.249. (The rating-loss variant, 8 epochs: 1.59x; trained on item features shuffled across items: 0.96x.)
     assert ci["two_tower"]["ndcg"] > 1.2 * ci["popularity"]["ndcg"], ci

@@ -71,15 +71,41 @@ def test_split_is_seeded_and_independent_of_row_order() -> None:
     assert not np.array_equal(d.cold_users, a.cold_users)
 
 
+def test_folds_rotate_disjoint_cohorts_that_cover_the_users() -> None:
+    u, i, r = _dense()
+    folds = [cold_start_split(u, i, r, n_users=100, n_items=50, cold_user_fraction=0.2, cold_item_fraction=0.2,
+                              seed=5, fold=f) for f in range(5)]  # fmt: skip
+    users = np.concatenate([s.cold_users for s in folds])
+    items = np.concatenate([s.cold_items for s in folds])
+    assert np.array_equal(np.sort(users), np.unique(u)) and np.array_equal(np.sort(items), np.unique(i))
+    assert all(s.fold == f and s.cold_users.size == 20 and s.cold_items.size == 10 for f, s in enumerate(folds))
+    for s in folds:  # each fold is a valid split: few-ratings users come from its warm users
+        assert not np.isin(s.few_users, s.cold_users).any() and not np.isin(s.train[1], s.cold_items).any()
+    again = cold_start_split(u, i, r, n_users=100, n_items=50, cold_user_fraction=0.2, cold_item_fraction=0.2,
+                             seed=5, fold=3)  # fmt: skip
+    np.testing.assert_array_equal(again.is_train, folds[3].is_train)
+    with pytest.raises(ValueError, match="fold must be in"):
+        cold_start_split(u, i, r, n_users=100, n_items=50, cold_user_fraction=0.2, seed=5, fold=5)
+
+
 def test_frame_split_column_and_validation_share() -> None:
     u, i, r = _dense()
     frame = pd.DataFrame({"user_idx": u, "item_idx": i, "rating": r, "ts": np.arange(u.size)})
     out, s = cold_start_split_frame(frame, n_users=100, n_items=50, seed=3)
     assert list(out.columns) == ["user_idx", "item_idx", "rating", "ts", "split"]
     np.testing.assert_array_equal(out["split"] == "train", s.is_train)
-    fit, val = carve_validation(s, fraction=0.2, seed=1)
+    fit, val, cold = carve_validation(s, fraction=0.2, seed=1)
     assert fit[0].size + val[0].size == s.train[0].size and 0.1 < val[0].size / s.train[0].size < 0.25
+    assert cold[0].size == 0
     assert not np.isin(val[0], s.few_users).any()  # few-ratings users keep all of their 1..5 ratings
+    np.testing.assert_array_equal(np.bincount(fit[0], minlength=100)[s.few_users], s.few_kept)
+    # users held out entirely: warm users only, none of their ratings left in fitting or validation
+    fit, val, cold = carve_validation(s, fraction=0.2, seed=1, user_fraction=0.25)
+    assert fit[0].size + val[0].size + cold[0].size == s.train[0].size
+    held = np.unique(cold[0])
+    warm = np.setdiff1d(np.unique(s.train[0]), s.few_users)
+    assert 0.1 < held.size / warm.size < 0.4 and not np.isin(held, s.few_users).any()
+    assert not np.isin(fit[0], held).any() and not np.isin(val[0], held).any()
     np.testing.assert_array_equal(np.bincount(fit[0], minlength=100)[s.few_users], s.few_kept)
 
 

@@ -259,3 +259,43 @@ def test_softmax_variant_stops_early_keeps_best_epoch_and_round_trips(planted: d
     np.testing.assert_allclose(light.score_users(u), model.score_users(u), rtol=1e-6)
     with pytest.raises(RuntimeError, match="without its towers"):
         light.embed_users(planted["ux"][:2])
+
+
+def test_holdout_by_user_holds_out_every_pair_of_a_user_and_validation_chunks_compose() -> None:
+    from recsys.models.two_tower import holdout_chunks, validation_chunks
+
+    u = np.repeat(np.arange(200, dtype=np.int32), 20)
+    i = np.tile(np.arange(20, dtype=np.int32), 200)
+    y = np.ones(u.size, np.float32)
+    train, (hu, _, _) = holdout_chunks(array_chunks(u, i, y, rows=333), fraction=0.2, seed=3, by="user")
+    held = np.unique(hu)
+    assert 0.1 < held.size / 200 < 0.3 and hu.size == 20 * held.size  # whole users
+    kept_u = np.concatenate([c[0] for c in train()])
+    assert kept_u.size + hu.size == u.size and not np.isin(kept_u, held).any()
+    rest, (vu, vi, _), cold = validation_chunks(array_chunks(u, i, y), fraction=0.1, user_fraction=0.2, seed=3)
+    assert cold is not None and not np.isin(vu, np.unique(cold[0])).any()
+    assert sum(len(c[0]) for c in rest()) + vu.size + cold[0].size == u.size
+    assert validation_chunks(array_chunks(u, i, y), fraction=0.1, seed=3)[2] is None
+
+
+def test_softmax_cold_validation_users_drive_the_cold_loss_and_temperature(planted: dict) -> None:
+    from recsys.models.two_tower import COLD_TEMPERATURES, _full_softmax_loss
+
+    fu, fi, fy = planted["fit"]
+    held = np.unique(fu)[::8]  # users the towers never see: the cold-start case, validated honestly
+    out = np.isin(fu, held)
+    cold = (fu[out], fi[out], fy[out])
+    p = TwoTowerParams(layers=(32, 16), loss="softmax", epochs=4, patience=2, batch_size=256, negatives=64,
+                       learning_rate=0.003, cold_dropout=0.3, item_cold_dropout=0.1, demographic_dropout=0.5, seed=5)  # fmt: skip
+    model = fit_two_tower(planted["ux"], planted["ix"], array_chunks(fu[~out], fi[~out], fy[~out]), p, planted["pre"],
+                          validation=planted["val"], cold_validation=cold)  # fmt: skip
+    h = model.history
+    best = int(h["best_epoch"][0]) - 1
+    pre = planted["pre"]
+    blank = np.where(pre.user_history_columns()[None, :], pre.cold_user()[None, :], planted["ux"][cold[0]])
+    loss = _full_softmax_loss(model.embed_users(blank), model.item_emb, model.item_bias.astype(np.float64),
+                              cold[1].astype(np.int64), model.scale)  # fmt: skip
+    assert loss == pytest.approx(h["val_cold_loss"][best], rel=1e-4)  # the held-out users, scored as new
+    assert h["val_cold_loss"][best] < np.log(planted["n"][1])  # side data beats a uniform choice
+    assert len(h["cold_ndcg"]) == len(COLD_TEMPERATURES)
+    assert h["cold_temperature"][0] == COLD_TEMPERATURES[int(np.argmax(h["cold_ndcg"]))]
