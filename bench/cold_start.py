@@ -28,9 +28,10 @@ Models, each fitted on the training ratings of the split:
   :func:`recsys.evaluation.cold_start.carve_validation`; the feature tables use every
   training rating, as the pipeline's would).
 * ``two_tower_served``: what the pipeline serves cold-start users
-  (:func:`recsys.pipeline.cold_start_model`): the two-tower model alone for users without
-  ratings, its score blended with popularity for users with a few (weight
-  ``Settings.cold_start_popularity_weight``).
+  (:func:`recsys.pipeline.cold_start_model`): for users without ratings the two-tower score
+  blended with ``demographic_popularity`` (popularity in their segment; weight
+  ``Settings.cold_start_segment_weight``), for users with a few its blend with popularity
+  (weight ``Settings.cold_start_popularity_weight``).
 * ``cf_explicit``: :func:`recsys.models.cf.fit_cf` with ``CFParams()``: a cold user gets
   the item means ``mu_i + c_i``; every cold item gets the same score.
 * ``popularity``: training counts (every cold item scores 0).
@@ -221,12 +222,13 @@ def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, valid
     model = Popularity().fit(tu, ti, tr, split.n_users, split.n_items)
     out["popularity"] = {"model": model, "fit_seconds": time.perf_counter() - t0, "params": {}}
 
-    w = Settings().cold_start_popularity_weight
+    settings = Settings()
+    w, ws = settings.cold_start_popularity_weight, settings.cold_start_segment_weight
     served = cold_start_model(out["two_tower"]["model"], model, np.bincount(tu, minlength=split.n_users), w,
-                              seed=validation_seed)  # fmt: skip
-    scales = list(served.first.params.scales) if w > 0 else []
+                              seed=validation_seed, segment=out["demographic_popularity"]["model"],
+                              segment_weight=ws)  # fmt: skip
     out["two_tower_served"] = {"model": served, "fit_seconds": out["two_tower"]["fit_seconds"],
-                               "params": {"popularity_weight": w, "scales": scales}}  # fmt: skip
+                               "params": {"popularity_weight": w, "segment_weight": ws}}  # fmt: skip
     return out
 
 
@@ -294,6 +296,8 @@ def check_targets(metrics: dict[str, dict[str, dict[str, float]]],
         row("served NDCG@k > popularity's on users with 1-5 ratings", "few_ratings_users", "two_tower_served",
             "popularity", False),
         row("two_tower NDCG@k > demographic popularity's on cold users", "cold_users", "two_tower",
+            "demographic_popularity", False),
+        row("served NDCG@k > demographic popularity's on cold users", "cold_users", "two_tower_served",
             "demographic_popularity", False),
     ]  # fmt: skip
 

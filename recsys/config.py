@@ -164,7 +164,11 @@ class Settings(BaseSettings):
             are cold-start users: the two-tower model ranks their candidates.
         cold_start_popularity_weight: Weight of popularity blended with the two-tower score
             for cold-start users with a few ratings (:func:`recsys.pipeline.cold_start_model`;
-            users without ratings, and everyone with 0, get the two-tower model alone).
+            0: the two-tower model alone).
+        cold_start_segment_weight: Weight of segment popularity (popularity among the users
+            who share their demographics, :class:`recsys.models.baselines.DemographicPopularity`)
+            blended with the two-tower score for users without ratings (0: the two-tower model
+            alone).
         use_tuned: Train with the parameters of the dataset's last search (``recsys tune``,
             ``models/<dataset>/tuned/``) where present; explicit settings still win.
     """
@@ -202,6 +206,7 @@ class Settings(BaseSettings):
     cold_start_model: Literal["two_tower", "none"] = "two_tower"
     cold_start_max_ratings: int = Field(5, ge=0)
     cold_start_popularity_weight: float = Field(0.3, ge=0, lt=1)
+    cold_start_segment_weight: float = Field(0.3, ge=0, lt=1)
     use_tuned: bool = True
 
     @property

@@ -7,7 +7,7 @@ import pytest
 
 from recsys.data.synthetic import generate
 from recsys.evaluation.protocol import Split, evaluate
-from recsys.models.baselines import Popularity
+from recsys.models.baselines import DemographicPopularity, Popularity
 from recsys.models.blend import BlendModel, blend
 from recsys.models.ease import EASEModel, EASEParams, fit_ease
 from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
@@ -122,8 +122,9 @@ def test_per_user_serves_each_user_by_their_model_and_the_cold_start_rule(split:
     np.testing.assert_allclose(model.predict(pairs_u, pairs_i), expected[pairs_u, pairs_i])
     np.testing.assert_allclose(model.predict(np.array([split.n_users + 5]), np.array([0])),  # beyond: the first
                                ease.predict(np.array([split.n_users + 5]), np.array([0])))  # fmt: skip
-    # The cold-start rule: users without ratings get the first model given (the two-tower one) alone,
-    # users with ratings its blend with popularity; weight 0 is the first model for everyone.
+    # The cold-start rule: users without ratings get the first model given (the two-tower one) alone, or
+    # blended with segment popularity; users with ratings its blend with popularity; weights 0: the first
+    # model for everyone.
     n_train = np.bincount(u, minlength=split.n_users)
     n_train[:5] = 0
     rule = cold_start_model(ease, pop, n_train, 0.3, seed=0)
@@ -132,3 +133,14 @@ def test_per_user_serves_each_user_by_their_model_and_the_cold_start_rule(split:
                   seed=0)  # fmt: skip
     np.testing.assert_allclose(rule.score_users(np.arange(5, 9)), mixed.score_users(np.arange(5, 9)))
     assert cold_start_model(ease, pop, n_train, 0.0, seed=0) is ease
+    demographics = np.eye(4)[np.arange(split.n_users) % 4]  # four segments
+    segment = DemographicPopularity(demographics).fit(u, i, r, split.n_users, split.n_items)
+    rule = cold_start_model(ease, pop, n_train, 0.3, seed=0, segment=segment, segment_weight=0.4)
+    by_segment = blend({"two_tower": ease, "segment_popularity": segment}, {"two_tower": 0.6, "segment_popularity": 0.4},
+                       n_users=split.n_users, seed=0)  # fmt: skip
+    np.testing.assert_allclose(rule.score_users(np.arange(5)), by_segment.score_users(np.arange(5)))
+    np.testing.assert_allclose(rule.score_users(np.arange(5, 9)), mixed.score_users(np.arange(5, 9)))
+    assert not np.allclose(by_segment.score_users(np.arange(5)), ease.score_users(np.arange(5)))
+    rule = cold_start_model(ease, pop, n_train, 0.0, seed=0, segment=segment, segment_weight=0.4)
+    np.testing.assert_allclose(rule.score_users(np.arange(5, 9)), ease.score_users(np.arange(5, 9)))
+    assert cold_start_model(ease, pop, n_train, 0.0, seed=0, segment=segment, segment_weight=0.0) is ease
