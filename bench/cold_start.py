@@ -6,11 +6,13 @@ items entirely (cold items), and leaves a "few ratings" cohort of 10% of the use
 with 1..5 random training ratings (the rest of theirs is test); everything else
 is training. One such split holds out only ~94 ML-100K users: a 95% interval
 of about +-0.03 NDCG@10 around any difference, and the verdict moves with the
-draw. So the benchmark rotates ``--folds`` splits (default 10): fold ``f`` holds out
-the ``f``-th of disjoint slices of one seeded permutation of the users (and of the
-items), every model is fitted and evaluated per fold, and the cohorts' users are
-pooled (10 folds: every user and item is cold once, 940 cold ML-100K users; about
-15 minutes on 2 cores). ``--folds 1`` is one seeded split. The feature tables are then built by the pipeline's own Spark
+draw. So the benchmark rotates ``--folds`` splits (default 10): fold ``f`` holds
+out the ``f``-th of disjoint slices of one seeded permutation of the users (and
+of the items), every model is fitted and evaluated per fold, and the cohorts'
+users are pooled (10 folds: every user and item is cold once, 940 cold ML-100K
+users; about 15 minutes on 2 cores). ``--folds 1`` is one seeded split.
+
+Per split, the feature tables are built by the pipeline's own Spark
 transforms (:mod:`recsys.features.tables`, :mod:`recsys.features.features`) with
 the ``split`` column of ``ratings`` set to that split, so rating statistics come
 from the training ratings only, and converted to pandas for the model.
