@@ -30,10 +30,11 @@ Models, each fitted on the training ratings of the split:
   :func:`recsys.evaluation.cold_start.carve_validation`; the feature tables use every
   training rating, as the pipeline's would).
 * ``two_tower_served``: what the pipeline serves cold-start users
-  (:func:`recsys.pipeline.cold_start_model`): for users without ratings the two-tower score
-  blended with ``demographic_popularity`` (popularity in their segment; weight
-  ``Settings.cold_start_segment_weight``), for users with a few its blend with popularity
-  (weight ``Settings.cold_start_popularity_weight``).
+  (:func:`recsys.models.cold_start.cold_start_model`): for users without ratings the
+  two-tower score blended with ``demographic_popularity`` (popularity in their segment;
+  weight ``Settings.cold_start_segment_weight``, by default chosen on the two-tower
+  model's validation users as the pipeline does), for users with a few its blend with
+  popularity (weight ``Settings.cold_start_popularity_weight``).
 * ``cf_explicit``: :func:`recsys.models.cf.fit_cf` with ``CFParams()``: a cold user gets
   the item means ``mu_i + c_i``; every cold item gets the same score.
 * ``popularity``: training counts (every cold item scores 0).
@@ -97,8 +98,8 @@ from recsys.evaluation.svg import bar_chart
 from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
 from recsys.models.baselines import DemographicPopularity, Popularity
 from recsys.models.cf import CFParams, fit_cf
+from recsys.models.cold_start import choose_segment_weight, cold_start_model, segment_weight
 from recsys.models.two_tower import TwoTowerParams, array_chunks, fit_two_tower
-from recsys.pipeline import cold_start_model
 
 logger = logging.getLogger("bench.cold_start")
 
@@ -225,10 +226,14 @@ def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, valid
     out["popularity"] = {"model": model, "fit_seconds": time.perf_counter() - t0, "params": {}}
 
     settings = Settings()
-    w, ws = settings.cold_start_popularity_weight, settings.cold_start_segment_weight
-    served = cold_start_model(out["two_tower"]["model"], model, np.bincount(tu, minlength=split.n_users), w,
-                              seed=validation_seed, segment=out["demographic_popularity"]["model"],
-                              segment_weight=ws)  # fmt: skip
+    w, tower = settings.cold_start_popularity_weight, out["two_tower"]["model"]
+    if settings.cold_start_segment_weight == "auto" and cold[0].size:  # as the pipeline's training: on its
+        segment = DemographicPopularity(demo.demographics).fit(*fit, split.n_users, split.n_items)  # validation users
+        weight, ndcg = choose_segment_weight(tower, segment, ux, cold, seed=validation_seed)
+        tower.history["segment_weight"], tower.history["segment_ndcg"] = [weight], ndcg
+    ws = segment_weight(settings.cold_start_segment_weight, tower)
+    served = cold_start_model(tower, model, np.bincount(tu, minlength=split.n_users), w, seed=validation_seed,
+                              segment=out["demographic_popularity"]["model"], segment_weight=ws)  # fmt: skip
     out["two_tower_served"] = {"model": served, "fit_seconds": out["two_tower"]["fit_seconds"],
                                "params": {"popularity_weight": w, "segment_weight": ws}}  # fmt: skip
     return out
@@ -353,6 +358,7 @@ def run_dataset(spark: Any, dataset: str, *, data_dir: Path, raw_dir: Path, synt
     spreads = [r["spread"] for r in runs]
     per_fold = [{"fold": j, "cold_users_ndcg": {m: r["metrics"]["cold_users"][m]["ndcg"] for m in MODELS},
                  "cold_temperature": r["fitted"]["two_tower"]["history"].get("cold_temperature", [1.0])[-1],
+                 "segment_weight": r["fitted"]["two_tower_served"]["params"]["segment_weight"],
                  "epochs": len(r["fitted"]["two_tower"]["history"].get("loss", []))}
                 for j, r in enumerate(runs)]  # fmt: skip
     return {
@@ -539,11 +545,13 @@ def format_folds(ds: dict[str, Any]) -> str:
     (empty for a single split): how much the verdict moves with the cohort."""
     if ds.get("folds", 1) <= 1:
         return ""
-    lines = ["per fold, cold users' NDCG@k (two_tower / popularity / demographic_popularity; cold temperature):"]
+    lines = ["per fold, cold users' NDCG@k (two_tower / two_tower_served / popularity / demographic_popularity; "
+             "cold temperature, segment weight):"]
     for f in ds["per_fold"]:
         n = f["cold_users_ndcg"]
-        lines.append(f"  fold {f['fold']}: {_fmt(n['two_tower'])} / {_fmt(n['popularity'])} / "
-                     f"{_fmt(n['demographic_popularity'])}; t = {f['cold_temperature']:.1f}")  # fmt: skip
+        lines.append(f"  fold {f['fold']}: {_fmt(n['two_tower'])} / {_fmt(n['two_tower_served'])} / "
+                     f"{_fmt(n['popularity'])} / {_fmt(n['demographic_popularity'])}; t = {f['cold_temperature']:.1f}, "
+                     f"w = {f['segment_weight']:.1f}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.models.autorec import AutoRecParams
@@ -168,7 +168,8 @@ class Settings(BaseSettings):
         cold_start_segment_weight: Weight of segment popularity (popularity among the users
             who share their demographics, :class:`recsys.models.baselines.DemographicPopularity`)
             blended with the two-tower score for users without ratings (0: the two-tower model
-            alone).
+            alone; ``auto``: chosen by the two-tower training on its validation users,
+            :func:`recsys.models.cold_start.choose_segment_weight`).
         use_tuned: Train with the parameters of the dataset's last search (``recsys tune``,
             ``models/<dataset>/tuned/``) where present; explicit settings still win.
     """
@@ -206,7 +207,14 @@ class Settings(BaseSettings):
     cold_start_model: Literal["two_tower", "none"] = "two_tower"
     cold_start_max_ratings: int = Field(5, ge=0)
     cold_start_popularity_weight: float = Field(0.3, ge=0, lt=1)
-    cold_start_segment_weight: float = Field(0.3, ge=0, lt=1)
+    cold_start_segment_weight: float | Literal["auto"] = Field("auto")
+
+    @field_validator("cold_start_segment_weight")
+    @classmethod
+    def _segment_weight_in_range(cls, value: float | str) -> float | str:
+        if value != "auto" and not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"cold_start_segment_weight must be 'auto' or in [0, 1), got {value}")
+        return value
     use_tuned: bool = True
 
     @property

@@ -31,6 +31,7 @@ from recsys.config import (
     run_id_for,
 )
 from recsys.lake import partition_dir, read_partition, write_partition
+from recsys.models.cold_start import cold_start_model, segment_weight
 from schemas.tables import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
@@ -373,6 +374,17 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
     model = fit_two_tower(user_x, item_x, chunks, params, pre, validation=validation, cold_validation=cold_validation,
                           progress=progress)  # fmt: skip
     fit_seconds = time.monotonic() - fit_start
+    if cold_validation is not None and settings.cold_start_segment_weight == "auto":
+        from recsys.models.cold_start import choose_segment_weight
+
+        pairs = [(u, i) for u, i, _ in chunks()]  # the training pairs: the validation users' are not among them
+        fit_u = np.concatenate([u for u, _ in pairs]) if pairs else np.zeros(0, np.int64)
+        fit_i = np.concatenate([i for _, i in pairs]) if pairs else np.zeros(0, np.int64)
+        segment = _segment_popularity(settings, run_date, fit_u, fit_i, split.n_users, split.n_items)
+        weight, ndcg = choose_segment_weight(model, segment, user_x, cold_validation, seed=settings.seed)
+        model.history["segment_weight"], model.history["segment_ndcg"] = [weight], ndcg
+        logger.info("cold start: segment popularity weight %.1f (validation users' NDCG@10 %s)", weight,
+                    [round(x, 4) for x in ndcg])  # fmt: skip
     epochs = max(len(model.history.get("loss", [])), 1)
     n_held = len(validation[0]) + (len(cold_validation[0]) if cold_validation is not None else 0)
     n_fit = len(train) - n_held
@@ -383,6 +395,7 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
         "two_tower_examples_per_second": n_fit * epochs / max(fit_seconds, 1e-9),
         "cold_start_users": float((n_train <= settings.cold_start_max_ratings).sum()),
         "two_tower_cold_temperature": float(model.history.get("cold_temperature", [1.0])[-1]),
+        "cold_start_segment_weight": segment_weight(settings.cold_start_segment_weight, model),
     }
     metrics.update(_test_metrics(model, split, "two_tower", settings.top_k))
     metrics["two_tower_seconds"] = time.monotonic() - start
@@ -542,48 +555,10 @@ COLD_START_NOTE = " (new here: chosen by your profile)"
 """Appended to the reason of every recommendation the two-tower model ranked (the serving rule, visible)."""
 
 
-def cold_start_model(tower: Any, popularity: Any, n_train: np.ndarray, popularity_weight: float, *,
-                     seed: int, segment: Any = None, segment_weight: float = 0.0) -> Any:  # fmt: skip
-    """The model that ranks cold-start users' candidates (the serving rule of :func:`recommend`).
-
-    Users without training ratings: the two-tower model (its logits already hold popularity,
-    ``log(1 + count)``, and its cold temperature was chosen for such users), blended with
-    popularity in the user's segment (``segment``, weight ``segment_weight``). Users with a few:
-    the two-tower score blended with popularity (weight ``popularity_weight``), which ranks them
-    better than either (the towers never saw a user with so few ratings in training). Blends are
-    :func:`recsys.models.blend.blend`. ``bench/cold_start.py`` (10 rotated splits, NDCG@10), users
-    without ratings: ML-100K 0.535 (two-tower alone), 0.544 (segment popularity alone), 0.547 (blend
-    0.3, a weight chosen on those splits); synthetic data, whose side data the towers read better,
-    0.589, 0.582, 0.584 (the blend costs 0.005 there); users with 1..5 ratings: ML-100K 0.551 vs
-    popularity's 0.511, synthetic 0.541 vs 0.519.
-
-    Args:
-        tower: The fitted two-tower model.
-        popularity: The fitted popularity baseline (same index spaces).
-        n_train: ``[n_users]`` training ratings per user.
-        popularity_weight: Popularity's weight for users with ratings (0: the two-tower model alone).
-        seed: Seed of the blends' scale samples.
-        segment: Fitted segment popularity (:class:`recsys.models.baselines.DemographicPopularity`; None: none).
-        segment_weight: Its weight for users without ratings (0: the two-tower model alone).
-    """
-    from recsys.models.blend import PerUser, blend
-
-    def mixed(other: Any, name: str, weight: float) -> Any:
-        if other is None or weight <= 0:
-            return tower
-        return blend({"two_tower": tower, name: other}, {"two_tower": 1.0 - weight, name: weight},
-                     n_users=tower.n_users, seed=seed)  # fmt: skip
-
-    new_users = mixed(segment, "segment_popularity", segment_weight)
-    few = mixed(popularity, "popularity", popularity_weight)
-    if new_users is tower and few is tower:
-        return tower
-    return PerUser(few, new_users, np.asarray(n_train)[: tower.n_users] == 0)
-
-
-def _segment_popularity(settings: Settings, run_date: str, train: pd.DataFrame, n_users: int, n_items: int) -> Any:
+def _segment_popularity(settings: Settings, run_date: str, user_idx: np.ndarray, item_idx: np.ndarray,
+                        n_users: int, n_items: int) -> Any:  # fmt: skip
     """Popularity among the users who share a user's demographics (``user_features.demographics``), fitted on the
-    training ratings ``train`` (:class:`recsys.models.baselines.DemographicPopularity`)."""
+    training pairs ``(user_idx [n], item_idx [n])`` (:class:`recsys.models.baselines.DemographicPopularity`)."""
     from recsys.models.baselines import DemographicPopularity
 
     users = read_partition(settings.lake, "user_features", run_date)
@@ -593,8 +568,8 @@ def _segment_popularity(settings: Settings, run_date: str, train: pd.DataFrame, 
     demographics = np.zeros((n_users, width), dtype=np.float64)
     if width:
         demographics[idx[keep]] = np.stack([np.asarray(d, np.float64) for d in users["demographics"][keep]])
-    return DemographicPopularity(demographics).fit(train["user_idx"].to_numpy(), train["item_idx"].to_numpy(),
-                                                   train["rating"].to_numpy(), n_users, n_items)  # fmt: skip
+    u, i = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
+    return DemographicPopularity(demographics).fit(u, i, np.ones(u.size), n_users, n_items)
 
 
 def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | None = None,
@@ -645,12 +620,13 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
         tower = TwoTowerModel.load(Path(tower_dir), towers=False)  # embeddings only: no TensorFlow
         catalogue = np.zeros(tower.n_items, dtype=bool)
         catalogue[items["item_idx"].to_numpy()] = True
-        segment = None
-        if settings.cold_start_segment_weight > 0 and (n_train[everyone[cold]] == 0).any():
-            segment = _segment_popularity(settings, run_date, train, tower.n_users, tower.n_items)
+        segment, weight = None, segment_weight(settings.cold_start_segment_weight, tower)
+        if weight > 0 and (n_train[everyone[cold]] == 0).any():
+            segment = _segment_popularity(settings, run_date, train["user_idx"].to_numpy(),
+                                          train["item_idx"].to_numpy(), tower.n_users, tower.n_items)  # fmt: skip
         cold_model = cold_start_model(tower, popularity, n_train, settings.cold_start_popularity_weight,
                                       seed=settings.seed, segment=segment,
-                                      segment_weight=settings.cold_start_segment_weight)  # fmt: skip
+                                      segment_weight=weight)  # fmt: skip
         # The items their ranking model puts first (reaching items nobody has rated yet, and their segment's)
         profile = profile_candidates(everyone[cold], cold_model.score_users, history, settings.n_popular,
                                      catalogue=catalogue)  # fmt: skip

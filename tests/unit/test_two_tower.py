@@ -299,3 +299,36 @@ def test_softmax_cold_validation_users_drive_the_cold_loss_and_temperature(plant
     assert h["val_cold_loss"][best] < np.log(planted["n"][1])  # side data beats a uniform choice
     assert len(h["cold_ndcg"]) == len(COLD_TEMPERATURES)
     assert h["cold_temperature"][0] == COLD_TEMPERATURES[int(np.argmax(h["cold_ndcg"]))]
+
+
+def test_segment_weight_is_chosen_on_validation_users_scored_as_new(planted: dict) -> None:
+    from recsys.evaluation.metrics import ndcg_per_user, relevant_lists, top_k_items
+    from recsys.models.baselines import Popularity
+    from recsys.models.cold_start import SEGMENT_WEIGHTS, as_new_users, choose_segment_weight, segment_weight
+
+    fu, fi, fy = planted["fit"]
+    held = np.unique(fu)[::8]
+    out = np.isin(fu, held)
+    cold = (fu[out], fi[out], fy[out])
+    n_u, n_i = planted["n"]
+    p = TwoTowerParams(layers=(32, 16), loss="softmax", epochs=3, patience=0, batch_size=256, negatives=64,
+                       learning_rate=0.003, cold_dropout=0.3, seed=5)  # fmt: skip
+    model = fit_two_tower(planted["ux"], planted["ix"], array_chunks(fu[~out], fi[~out], fy[~out]), p, planted["pre"],
+                          validation=planted["val"], cold_validation=cold)  # fmt: skip
+    # As new users: the held-out users' rows are embedded from their side data alone, at the cold temperature.
+    new = as_new_users(model, planted["ux"], held)
+    pre = planted["pre"]
+    blank = np.where(pre.user_history_columns()[None, :], pre.cold_user()[None, :], planted["ux"][held])
+    np.testing.assert_allclose(new.user_emb[held], model.embed_users(blank), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new.user_temperature[held], model.history["cold_temperature"][0], rtol=1e-6)
+    others = np.setdiff1d(np.arange(n_u), held)
+    np.testing.assert_array_equal(new.user_emb[others], model.user_emb[others])
+    # Weight 0 is the two-tower model alone; the chosen weight has the best validation NDCG@10.
+    segment = Popularity().fit(fu[~out], fi[~out], fy[~out], n_u, n_i)
+    weight, ndcg = choose_segment_weight(model, segment, planted["ux"], cold, seed=3)
+    relevant = relevant_lists(np.searchsorted(held, cold[0]), cold[1], held.size)
+    alone = np.nanmean(ndcg_per_user(top_k_items(new.score_users(held), 10), relevant, k=10, n_items=n_i))
+    assert ndcg[0] == pytest.approx(alone) and len(ndcg) == len(SEGMENT_WEIGHTS)
+    assert weight == SEGMENT_WEIGHTS[int(np.argmax(ndcg))] and len(set(np.round(ndcg, 6))) > 1
+    model.history["segment_weight"] = [weight]
+    assert segment_weight("auto", model) == weight and segment_weight(0.2, model) == 0.2
