@@ -120,6 +120,7 @@ class DemographicPopularity:
     """
 
     predicts_ratings = False
+    block_cells = 2**25
 
     def __init__(self, demographics: np.ndarray, *, power: float = 3.0, prior: float = 0.1) -> None:
         self.demographics = np.asarray(demographics, dtype=np.float64)
@@ -139,14 +140,18 @@ class DemographicPopularity:
         return self
 
     def score_users(self, user_idx: np.ndarray) -> np.ndarray:
-        """``[b, n_items]`` scores (see the class docstring)."""
+        """``[b, n_items]`` scores (see the class docstring); users in blocks of at most :attr:`block_cells`
+        user pairs (bounds the ``[block, n_users]`` weights)."""
         users = np.asarray(user_idx, np.int64).reshape(-1)
-        w = (self.demographics[users] @ self.demographics.T) ** self.power  # [b, n_users]
-        w[:, ~self.trained_] = 0.0
-        total = w.sum(axis=1, keepdims=True)
-        seg = np.asarray(self.rated_.T.dot(w.T).T)  # [b, n_items]: weighted count of raters
-        seg = np.divide(seg, total, out=np.zeros_like(seg), where=total > 0)
-        return seg + self.prior * self.share_[None, :]
+        out = np.empty((users.size, self.share_.size))
+        step = max(1, self.block_cells // max(self.demographics.shape[0], 1))
+        for s in range(0, users.size, step):
+            w = (self.demographics[users[s : s + step]] @ self.demographics.T) ** self.power  # [block, n_users]
+            w[:, ~self.trained_] = 0.0
+            total = w.sum(axis=1, keepdims=True)
+            seg = np.asarray(self.rated_.T.dot(w.T).T)  # [block, n_items]: weighted count of raters
+            out[s : s + step] = np.divide(seg, total, out=np.zeros_like(seg), where=total > 0)
+        return out + self.prior * self.share_[None, :]
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """``[n]`` scores of pairs (computed 1,024 pairs at a time)."""

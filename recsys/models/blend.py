@@ -141,8 +141,9 @@ def blend(models: dict[str, Any], weights: dict[str, float], *, n_users: int, se
 class PerUser:
     """Two fitted models, each serving its own users: ``second`` where ``use_second[u]``, else ``first``.
 
-    E.g. the cold-start rule of :func:`recsys.pipeline.recommend`: users without ratings are ranked by
-    the two-tower model alone, users with a few by its blend with popularity.
+    E.g. the cold-start rule (:func:`recsys.models.cold_start.cold_start_model`): users without ratings
+    are ranked by the two-tower model blended with segment popularity, users with a few by its blend with
+    popularity.
 
     Attributes:
         first: Model of the users not flagged.

@@ -117,6 +117,7 @@ def choose_segment_weight(tower: Any, segment: Any, user_x: np.ndarray,
         ``(chosen weight, [len(weights)] NDCG@k per weight)``.
     """
     from recsys.evaluation.metrics import ndcg_per_user, relevant_lists, top_k_items
+    from recsys.models.blend import blend
 
     val_u, val_i = np.asarray(cold_validation[0], np.int64), np.asarray(cold_validation[1], np.int64)
     users = np.unique(val_u)
@@ -125,10 +126,13 @@ def choose_segment_weight(tower: Any, segment: Any, user_x: np.ndarray,
     keep = np.isin(val_u, users)
     relevant = relevant_lists(np.searchsorted(users, val_u[keep]), val_i[keep], users.size)
     new = as_new_users(tower, user_x, users)
-    no_ratings = np.zeros(tower.n_users, np.int64)
+    # The blend's spreads do not depend on the weights: measure them once, as cold_start_model's blend does.
+    scale_t, scale_s = blend({"two_tower": new, "segment_popularity": segment},
+                             {"two_tower": 0.5, "segment_popularity": 0.5}, n_users=tower.n_users, seed=seed).params.scales
+    by_tower = np.asarray(new.score_users(users), np.float64) / scale_t
+    by_segment = np.asarray(segment.score_users(users), np.float64) / scale_s
     ndcg = []
     for w in weights:
-        model = cold_start_model(new, None, no_ratings, 0.0, seed=seed, segment=segment, segment_weight=w)
-        lists = top_k_items(np.asarray(model.score_users(users), np.float64), k)
+        lists = top_k_items((1.0 - w) * by_tower + w * by_segment, k)
         ndcg.append(float(np.nanmean(ndcg_per_user(lists, relevant, k=k, n_items=tower.n_items))))
     return weights[int(np.argmax(ndcg))], ndcg

@@ -126,3 +126,6 @@ def test_demographic_popularity_known_answer() -> None:
     np.testing.assert_allclose(flat.score_users(np.array([3]))[0], [2 / 3, 1 / 3, 1 / 3, 0])
     np.testing.assert_allclose(model.predict(np.array([3, 4]), np.array([0, 1])), [1 + 0.05, 0.025])
     assert not model.predicts_ratings
+    whole = model.score_users(np.arange(5))
+    model.block_cells = 10  # two users (x 5 users) per block: the same scores
+    np.testing.assert_allclose(model.score_users(np.arange(5)), whole)
