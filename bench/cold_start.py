@@ -10,7 +10,7 @@ draw. So the benchmark rotates ``--folds`` splits (default 10): fold ``f`` holds
 out the ``f``-th of disjoint slices of one seeded permutation of the users (and
 of the items), every model is fitted and evaluated per fold, and the cohorts'
 users are pooled (10 folds: every user and item is cold once, 940 cold ML-100K
-users; about 15 minutes on 2 cores). ``--folds 1`` is one seeded split.
+users; 15 to 20 minutes on 2 cores). ``--folds 1`` is one seeded split.
 
 Per split, the feature tables are built by the pipeline's own Spark
 transforms (:mod:`recsys.features.tables`, :mod:`recsys.features.features`) with

@@ -178,6 +178,12 @@ class TowerPreprocessor:
                             "genre_mean_rating": [[0.0] * self.n_genres], "genre_counts": [[0.0] * self.n_genres]})  # fmt: skip
         return self.users(row)[0]
 
+    def as_new_users(self, user_x: np.ndarray) -> np.ndarray:
+        """``[n, user_dim]`` float32 user vectors ``[n, user_dim]`` with their rating-history columns replaced by
+        a new user's (:meth:`cold_user`): what the users would look like with side data alone."""
+        x = np.asarray(user_x, np.float32)
+        return np.where(self.user_history_columns()[None, :], self.cold_user()[None, :], x).astype(np.float32)
+
     def cold_item(self) -> np.ndarray:
         """``[item_dim]`` the vector of an item without ratings (and no year, genres or tags)."""
         row = pd.DataFrame({"item_idx": [0], "year": pd.array([None], dtype="Int32"),

@@ -84,12 +84,11 @@ def as_new_users(tower: Any, user_x: np.ndarray, users: np.ndarray) -> Any:
         The copy: rows ``users`` of its embeddings come from their vectors with the rating history blanked
         (what a new user's are), at the cold temperature.
     """
-    pre = tower.preprocessor
-    x = np.where(pre.user_history_columns()[None, :], pre.cold_user()[None, :], np.asarray(user_x)[users])
+    x = tower.preprocessor.as_new_users(np.asarray(user_x)[users])
     emb = tower.user_emb.copy()
-    emb[users] = tower.embed_users(x.astype(np.float32))
+    emb[users] = tower.embed_users(x)
     temperature = np.ones(tower.n_users, np.float32) if tower.user_temperature is None else tower.user_temperature.copy()
-    new_t = tower.temperatures(x.astype(np.float32))
+    new_t = tower.temperatures(x)
     if new_t is not None:
         temperature[users] = new_t
     return dataclasses.replace(tower, user_emb=emb, user_temperature=temperature)

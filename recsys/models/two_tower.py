@@ -725,7 +725,7 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
         return vi, _with_prior(b, prior_np)
 
     def blanked(x: np.ndarray) -> np.ndarray:
-        return np.where(hist_np[None, :], cold_u_np[None, :], x).astype(np.float32)
+        return preprocessor.as_new_users(x) if user_ok else np.asarray(x, np.float32)
 
     cold_scored = cold_val_u is not None and (cold_validation is not None or bool(hist_np.any()))
 
