@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RECSYS_HOME ?= $(CURDIR)/data
 
-.PHONY: venv run test test-fast airflow lock clean
+.PHONY: venv run test test-fast lint format airflow lock clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,16 @@ test: venv
 ## The quick tests only (no Spark, no Airflow).
 test-fast: venv
 	$(BIN)/python -m pytest -m "not spark and not airflow and not slow" $(PYTEST_ARGS)
+
+## Format check and lint (ruff, configured in pyproject.toml; CI runs this before the tests).
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+## Reformat and apply ruff's safe fixes.
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 ## Airflow standalone (UI on http://localhost:8080); Ctrl-C stops everything it started.
 airflow: venv

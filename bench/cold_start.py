@@ -153,8 +153,9 @@ def staged_tables(spark: Any, dataset: str, *, data_dir: Path, raw_dir: Path, sy
     return open_source(Path(data_dir), fold=None).read(spark, run_date=RUN_DATE)
 
 
-def prepare(spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] | None = None,
-            fold: int | None = None) -> Prepared:  # fmt: skip
+def prepare(
+    spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] | None = None, fold: int | None = None
+) -> Prepared:
     """Id maps and ratings by the pipeline's transforms, the cold-start split, then the feature tables.
 
     Args:
@@ -172,15 +173,17 @@ def prepare(spark: Any, staged: Any, *, seed: int, fractions: dict[str, float] |
     start = time.perf_counter()
     indexed = indexed_ratings(staged)
     n_users, n_items = indexed.n_users, indexed.n_items
-    frame, split = cold_start_split_frame(indexed.ratings, n_users=n_users, n_items=n_items, seed=seed, fold=fold,
-                                          **(fractions or {}))  # fmt: skip
+    frame, split = cold_start_split_frame(
+        indexed.ratings, n_users=n_users, n_items=n_items, seed=seed, fold=fold, **(fractions or {})
+    )
     user_features, item_features = feature_frames(spark, staged, indexed, frame)
     indexed.user_map.unpersist()
     indexed.item_map.unpersist()
     genres = np.stack([np.asarray(g, dtype=np.float32) for g in item_features["genres"]])
     seconds = time.perf_counter() - start
-    logger.info("prepared %d users x %d items, %d ratings (%s) in %.1fs", n_users, n_items, len(frame),
-                split.summary(), seconds)  # fmt: skip
+    logger.info(
+        "prepared %d users x %d items, %d ratings (%s) in %.1fs", n_users, n_items, len(frame), split.summary(), seconds
+    )
     train = frame.loc[split.is_train, ["user_idx", "item_idx", "rating", "ts"]].reset_index(drop=True)
     return Prepared(split, user_features, item_features, train, genres, seconds)
 
@@ -201,15 +204,24 @@ def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, valid
     ux = pre.users(data.user_features, recent_genre_mix(data.train_ratings, data.item_genres, split.n_users))
     ix = pre.items(data.item_features)
     users_out = Settings().two_tower.cold_validation_fraction if two_tower.loss == "softmax" else 0.0
-    fit, val, cold = carve_validation(split, fraction=VALIDATION_FRACTION, seed=validation_seed, user_fraction=users_out)
+    fit, val, cold = carve_validation(
+        split, fraction=VALIDATION_FRACTION, seed=validation_seed, user_fraction=users_out
+    )
     inputs_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = fit_two_tower(ux, ix, array_chunks(*fit), two_tower, pre, validation=val, cold_validation=cold)
-    out["two_tower"] = {"model": model, "fit_seconds": time.perf_counter() - t0, "inputs_seconds": inputs_seconds,
-                        "params": dataclasses.asdict(two_tower), "history": model.history,
-                        "n_fit": int(fit[0].size), "n_validation": int(val[0].size),
-                        "n_cold_validation_users": int(np.unique(cold[0]).size),
-                        "user_dim": pre.user_dim, "item_dim": pre.item_dim}  # fmt: skip
+    out["two_tower"] = {
+        "model": model,
+        "fit_seconds": time.perf_counter() - t0,
+        "inputs_seconds": inputs_seconds,
+        "params": dataclasses.asdict(two_tower),
+        "history": model.history,
+        "n_fit": int(fit[0].size),
+        "n_validation": int(val[0].size),
+        "n_cold_validation_users": int(np.unique(cold[0]).size),
+        "user_dim": pre.user_dim,
+        "item_dim": pre.item_dim,
+    }
 
     t0 = time.perf_counter()
     model = fit_cf(tu, ti, tr, split.n_users, split.n_items, cf)
@@ -217,9 +229,11 @@ def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, valid
 
     t0 = time.perf_counter()
     demo = DemographicPopularity(np.stack([np.asarray(d, np.float64) for d in data.user_features["demographics"]]))
-    out["demographic_popularity"] = {"model": demo.fit(tu, ti, tr, split.n_users, split.n_items),
-                                     "fit_seconds": time.perf_counter() - t0,
-                                     "params": {"power": demo.power, "prior": demo.prior}}  # fmt: skip
+    out["demographic_popularity"] = {
+        "model": demo.fit(tu, ti, tr, split.n_users, split.n_items),
+        "fit_seconds": time.perf_counter() - t0,
+        "params": {"power": demo.power, "prior": demo.prior},
+    }
 
     t0 = time.perf_counter()
     model = Popularity().fit(tu, ti, tr, split.n_users, split.n_items)
@@ -232,10 +246,20 @@ def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, valid
         weight, ndcg = choose_segment_weight(tower, segment, ux, cold, seed=validation_seed)
         tower.history["segment_weight"], tower.history["segment_ndcg"] = [weight], ndcg
     ws = segment_weight(settings.cold_start_segment_weight, tower)
-    served = cold_start_model(tower, model, np.bincount(tu, minlength=split.n_users), w, seed=validation_seed,
-                              segment=out["demographic_popularity"]["model"], segment_weight=ws)  # fmt: skip
-    out["two_tower_served"] = {"model": served, "fit_seconds": out["two_tower"]["fit_seconds"],
-                               "params": {"popularity_weight": w, "segment_weight": ws}}  # fmt: skip
+    served = cold_start_model(
+        tower,
+        model,
+        np.bincount(tu, minlength=split.n_users),
+        w,
+        seed=validation_seed,
+        segment=out["demographic_popularity"]["model"],
+        segment_weight=ws,
+    )
+    out["two_tower_served"] = {
+        "model": served,
+        "fit_seconds": out["two_tower"]["fit_seconds"],
+        "params": {"popularity_weight": w, "segment_weight": ws},
+    }
     return out
 
 
@@ -245,7 +269,7 @@ class _FixedOrder:
     def __init__(self, scores: np.ndarray) -> None:
         self.scores = scores
 
-    def score_users(self, user_idx: np.ndarray) -> np.ndarray:  # noqa: D102
+    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.scores, (np.asarray(user_idx).size, self.scores.size))
 
 
@@ -259,14 +283,26 @@ def random_order_spread(split: ColdStartSplit, *, k: int, seed: int, n: int = RA
         ``mean``, ``p05``, ``p95`` and ``n``.
     """
     rng = np.random.default_rng([seed, 7])
-    values = [evaluate_cold_start(_FixedOrder(rng.random(split.n_items)), split, k=k, seed=seed,
-                                  only=("cold_items",))["cold_items"]["ndcg"] for _ in range(n)]  # fmt: skip
-    return {"mean": float(np.mean(values)), "p05": float(np.quantile(values, 0.05)),
-            "p95": float(np.quantile(values, 0.95)), "n": n}  # fmt: skip
+    values = [
+        evaluate_cold_start(_FixedOrder(rng.random(split.n_items)), split, k=k, seed=seed, only=("cold_items",))[
+            "cold_items"
+        ]["ndcg"]
+        for _ in range(n)
+    ]
+    return {
+        "mean": float(np.mean(values)),
+        "p05": float(np.quantile(values, 0.05)),
+        "p95": float(np.quantile(values, 0.95)),
+        "n": n,
+    }
 
 
-def check_targets(metrics: dict[str, dict[str, dict[str, float]]],
-                  per_user: dict[str, dict[str, np.ndarray]] | None = None, *, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def check_targets(
+    metrics: dict[str, dict[str, dict[str, float]]],
+    per_user: dict[str, dict[str, np.ndarray]] | None = None,
+    *,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """The issue's two targets for one dataset, and what the pipeline serves (reported, not asserted).
 
     Args:
@@ -280,6 +316,7 @@ def check_targets(metrics: dict[str, dict[str, dict[str, float]]],
         ``status`` (``pass`` / ``fail`` / ``n/a``), ``difference`` and ``ci95`` (``[lower, upper]``, NaN without
         ``per_user``), ``significant`` (the interval lies above 0), ``issue_target`` (one of the issue's).
     """
+
     def ndcg(cohort: str, model: str) -> float:
         return metrics.get(cohort, {}).get(model, {}).get("ndcg", math.nan)
 
@@ -289,29 +326,69 @@ def check_targets(metrics: dict[str, dict[str, dict[str, float]]],
         diff, lo, hi = math.nan, math.nan, math.nan
         if per_user is not None and cohort in per_user.get(model, {}) and cohort in per_user.get(reference, {}):
             diff, lo, hi = paired_bootstrap_ci(per_user[model][cohort], per_user[reference][cohort], seed=seed)
-        return {"target": target, "model": model, "reference_model": reference, "value": value, "reference": ref,
-                "status": ("pass" if value > ref else "fail") if ok else "n/a", "difference": diff, "ci95": [lo, hi],
-                "significant": bool(_finite(lo) and lo > 0), "issue_target": issue_target}  # fmt: skip
+        return {
+            "target": target,
+            "model": model,
+            "reference_model": reference,
+            "value": value,
+            "reference": ref,
+            "status": ("pass" if value > ref else "fail") if ok else "n/a",
+            "difference": diff,
+            "ci95": [lo, hi],
+            "significant": bool(_finite(lo) and lo > 0),
+            "issue_target": issue_target,
+        }
 
     others = [m for m in ("cf_explicit", "popularity") if _finite(ndcg("cold_items", m))]  # the issue's three
     best_other = max(others, key=lambda m: ndcg("cold_items", m)) if others else "popularity"
     return [
         row("two_tower NDCG@k > popularity's on cold users", "cold_users", "two_tower", "popularity", True),
         row("two_tower NDCG@k the best of the three on cold items", "cold_items", "two_tower", best_other, True),
-        row("served (the pipeline's cold-start rule) NDCG@k > popularity's on cold users", "cold_users", "two_tower_served",
-            "popularity", False),
-        row("served NDCG@k > popularity's on users with 1-5 ratings", "few_ratings_users", "two_tower_served",
-            "popularity", False),
-        row("two_tower NDCG@k > demographic popularity's on cold users", "cold_users", "two_tower",
-            "demographic_popularity", False),
-        row("served NDCG@k > demographic popularity's on cold users", "cold_users", "two_tower_served",
-            "demographic_popularity", False),
-    ]  # fmt: skip
+        row(
+            "served (the pipeline's cold-start rule) NDCG@k > popularity's on cold users",
+            "cold_users",
+            "two_tower_served",
+            "popularity",
+            False,
+        ),
+        row(
+            "served NDCG@k > popularity's on users with 1-5 ratings",
+            "few_ratings_users",
+            "two_tower_served",
+            "popularity",
+            False,
+        ),
+        row(
+            "two_tower NDCG@k > demographic popularity's on cold users",
+            "cold_users",
+            "two_tower",
+            "demographic_popularity",
+            False,
+        ),
+        row(
+            "served NDCG@k > demographic popularity's on cold users",
+            "cold_users",
+            "two_tower_served",
+            "demographic_popularity",
+            False,
+        ),
+    ]
 
 
-def run_dataset(spark: Any, dataset: str, *, data_dir: Path, raw_dir: Path, synthetic: dict[str, Any], k: int,
-                seed: int, two_tower: TwoTowerParams, cf: CFParams, fractions: dict[str, float] | None = None,
-                folds: int = 1) -> dict[str, Any]:  # fmt: skip
+def run_dataset(
+    spark: Any,
+    dataset: str,
+    *,
+    data_dir: Path,
+    raw_dir: Path,
+    synthetic: dict[str, Any],
+    k: int,
+    seed: int,
+    two_tower: TwoTowerParams,
+    cf: CFParams,
+    fractions: dict[str, float] | None = None,
+    folds: int = 1,
+) -> dict[str, Any]:
     """Split, build the features, fit and evaluate the models on one dataset, once per fold.
 
     Args:
@@ -338,29 +415,58 @@ def run_dataset(spark: Any, dataset: str, *, data_dir: Path, raw_dir: Path, synt
             per_cohort = evaluate_cold_start(fitted[name]["model"], data.split, k=k, seed=seed, per_user=per_user[name])
             for cohort, values in per_cohort.items():
                 metrics[cohort][name] = values
-            logger.info("%s fold %d %s: fit %.1fs, NDCG@%d %s", dataset, fold, name, fitted[name]["fit_seconds"], k,
-                        {c: round(v["ndcg"], 4) for c, v in per_cohort.items()})  # fmt: skip
-        runs.append({"data": data, "fitted": fitted, "metrics": metrics, "per_user": per_user,
-                     "spread": random_order_spread(data.split, k=k, seed=seed)})  # fmt: skip
+            logger.info(
+                "%s fold %d %s: fit %.1fs, NDCG@%d %s",
+                dataset,
+                fold,
+                name,
+                fitted[name]["fit_seconds"],
+                k,
+                {c: round(v["ndcg"], 4) for c, v in per_cohort.items()},
+            )
+        runs.append(
+            {
+                "data": data,
+                "fitted": fitted,
+                "metrics": metrics,
+                "per_user": per_user,
+                "spread": random_order_spread(data.split, k=k, seed=seed),
+            }
+        )
     first = runs[0]
     tt = first["fitted"]["two_tower"]
     history = tt["history"]
-    two_tower_summary = {"epochs": len(history.get("loss", [])), "best_epoch": (history.get("best_epoch") or [None])[0],
-                         "history": history, "n_fit": tt["n_fit"], "n_validation": tt["n_validation"],
-                         "n_cold_validation_users": tt["n_cold_validation_users"], "user_dim": tt["user_dim"],
-                         "item_dim": tt["item_dim"], "inputs_seconds": tt["inputs_seconds"]}  # fmt: skip
+    two_tower_summary = {
+        "epochs": len(history.get("loss", [])),
+        "best_epoch": (history.get("best_epoch") or [None])[0],
+        "history": history,
+        "n_fit": tt["n_fit"],
+        "n_validation": tt["n_validation"],
+        "n_cold_validation_users": tt["n_cold_validation_users"],
+        "user_dim": tt["user_dim"],
+        "item_dim": tt["item_dim"],
+        "inputs_seconds": tt["inputs_seconds"],
+    }
     metrics = pool_metrics([r["metrics"] for r in runs])
     per_user = {m: {c: np.concatenate([r["per_user"][m][c] for r in runs]) for c in COHORTS} for m in MODELS}
-    counts = {**first["data"].split.summary(), "n_users": first["data"].split.n_users,
-              "n_items": first["data"].split.n_items}  # fmt: skip
+    counts = {
+        **first["data"].split.summary(),
+        "n_users": first["data"].split.n_users,
+        "n_items": first["data"].split.n_items,
+    }
     for key in ("n_cold_users", "n_cold_items", "n_few_users", "n_double_cold"):
         counts[key] = int(sum(r["data"].split.summary()[key] for r in runs))
     spreads = [r["spread"] for r in runs]
-    per_fold = [{"fold": j, "cold_users_ndcg": {m: r["metrics"]["cold_users"][m]["ndcg"] for m in MODELS},
-                 "cold_temperature": r["fitted"]["two_tower"]["history"].get("cold_temperature", [1.0])[-1],
-                 "segment_weight": r["fitted"]["two_tower_served"]["params"]["segment_weight"],
-                 "epochs": len(r["fitted"]["two_tower"]["history"].get("loss", []))}
-                for j, r in enumerate(runs)]  # fmt: skip
+    per_fold = [
+        {
+            "fold": j,
+            "cold_users_ndcg": {m: r["metrics"]["cold_users"][m]["ndcg"] for m in MODELS},
+            "cold_temperature": r["fitted"]["two_tower"]["history"].get("cold_temperature", [1.0])[-1],
+            "segment_weight": r["fitted"]["two_tower_served"]["params"]["segment_weight"],
+            "epochs": len(r["fitted"]["two_tower"]["history"].get("loss", [])),
+        }
+        for j, r in enumerate(runs)
+    ]
     return {
         "dataset": dataset,
         "folds": folds,
@@ -388,8 +494,10 @@ def pool_metrics(runs: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str
         for model in models:
             rows = [r[cohort][model] for r in runs]
             n = np.array([row["n_users"] for row in rows], dtype=np.float64)
-            pooled: dict[str, float] = {"n_users": int(n.sum()),
-                                        "n_candidates": int(round(np.mean([row["n_candidates"] for row in rows])))}
+            pooled: dict[str, float] = {
+                "n_users": int(n.sum()),
+                "n_candidates": round(np.mean([row["n_candidates"] for row in rows])),
+            }
             for metric in METRICS:
                 vals = np.array([row.get(metric, math.nan) for row in rows], dtype=np.float64)
                 ok = np.isfinite(vals) & (n > 0)
@@ -403,11 +511,21 @@ def pool_metrics(runs: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str
     return out
 
 
-def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path | None = None,
-                   raw_dir: Path | None = None, synthetic: dict[str, Any] | None = None, k: int = 10, seed: int = 42,
-                   two_tower: TwoTowerParams | None = None, cf: CFParams | None = None,
-                   fractions: dict[str, float] | None = None, folds: int = 1,
-                   spark: Any = None) -> dict[str, Any]:  # fmt: skip
+def run_cold_start(
+    datasets: tuple[str, ...],
+    *,
+    out_dir: Path,
+    data_dir: Path | None = None,
+    raw_dir: Path | None = None,
+    synthetic: dict[str, Any] | None = None,
+    k: int = 10,
+    seed: int = 42,
+    two_tower: TwoTowerParams | None = None,
+    cf: CFParams | None = None,
+    fractions: dict[str, float] | None = None,
+    folds: int = 1,
+    spark: Any = None,
+) -> dict[str, Any]:
     """Run every dataset; write ``cold_start.json`` and ``cold_start.html`` into ``out_dir``.
 
     Args:
@@ -446,18 +564,31 @@ def run_cold_start(datasets: tuple[str, ...], *, out_dir: Path, data_dir: Path |
     try:
         for dataset in datasets:
             results[dataset] = run_dataset(
-                spark, dataset, data_dir=Path(data_dir or DEFAULT_MOVIELENS_DIR),
-                raw_dir=Path(raw_dir or PROJECT_ROOT / "data" / "raw"), synthetic=synthetic, k=k, seed=seed,
-                two_tower=two_tower or pipeline_two_tower_params(), cf=cf or CFParams(), fractions=fractions,
+                spark,
+                dataset,
+                data_dir=Path(data_dir or DEFAULT_MOVIELENS_DIR),
+                raw_dir=Path(raw_dir or PROJECT_ROOT / "data" / "raw"),
+                synthetic=synthetic,
+                k=k,
+                seed=seed,
+                two_tower=two_tower or pipeline_two_tower_params(),
+                cf=cf or CFParams(),
+                fractions=fractions,
                 folds=folds,
-            )  # fmt: skip
+            )
             results[dataset]["synthetic"] = synthetic if dataset == "synthetic" else None
     finally:
         if own_spark:
             spark.stop()
-    env = {**versions(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-           "loadavg_start": [round(x, 2) for x in load_start], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-           "git": git_sha(), "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    env = {
+        **versions(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "git": git_sha(),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     result: dict[str, Any] = {
         "datasets": results,
         "k": k,
@@ -496,8 +627,16 @@ def format_table(ds: dict[str, Any], k: int) -> str:
     for cohort in COHORTS:
         for model in MODELS:
             m = ds["metrics"][cohort][model]
-            rows.append([cohort, model, *(_fmt(m.get(c)) for c in METRICS), str(m["n_users"]), str(m["n_candidates"]),
-                         _fmt(ds["fit_seconds"][model], "seconds")])  # fmt: skip
+            rows.append(
+                [
+                    cohort,
+                    model,
+                    *(_fmt(m.get(c)) for c in METRICS),
+                    str(m["n_users"]),
+                    str(m["n_candidates"]),
+                    _fmt(ds["fit_seconds"][model], "seconds"),
+                ]
+            )
     widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
 
     def line(cells: list[str]) -> str:
@@ -511,11 +650,12 @@ def format_targets(targets: list[dict[str, Any]], spread: dict[str, float] | Non
     """Targets block: one line per target with its status (and the cold items' random-order spread)."""
     lines = ["targets (not asserted; 95% interval of the difference by a paired bootstrap over the cohort's users):"]
     for t in targets:
-        lines.append(f"  [{t['status'].upper():4}] {t['target']}: {_fmt(t['value'])} vs {_fmt(t['reference'])}"
-                     f"{_ci(t)}")  # fmt: skip
+        lines.append(f"  [{t['status'].upper():4}] {t['target']}: {_fmt(t['value'])} vs {_fmt(t['reference'])}{_ci(t)}")
     if spread:
-        lines.append(f"  noise: {spread['n']} random fixed item orders score NDCG@k {_fmt(spread['mean'])} on cold "
-                     f"items (5%-95%: {_fmt(spread['p05'])}-{_fmt(spread['p95'])})")
+        lines.append(
+            f"  noise: {spread['n']} random fixed item orders score NDCG@k {_fmt(spread['mean'])} on cold "
+            f"items (5%-95%: {_fmt(spread['p05'])}-{_fmt(spread['p95'])})"
+        )
     return "\n".join(lines)
 
 
@@ -533,11 +673,13 @@ def describe(ds: dict[str, Any]) -> str:
     c, tt = ds["counts"], ds["two_tower"]
     folds = ds.get("folds", 1)
     pooled = f"{folds} rotated splits pooled (ratings, epochs: the first); " if folds > 1 else ""
-    return (f"{ds['dataset']}: {c['n_users']} users x {c['n_items']} items; {pooled}train {c['n_train']}, test "
-            f"{c['n_test']} ratings; {c['n_cold_users']} cold users, {c['n_few_users']} few-ratings users, "
-            f"{c['n_cold_items']} cold items ({c['n_warm_items']} warm), {c['n_double_cold']} cold-user x cold-item "
-            f"ratings (unused); two-tower {tt['epochs']} epochs (best {tt['best_epoch']}), features built in "
-            f"{ds['prepare_seconds']:.1f}s")  # fmt: skip
+    return (
+        f"{ds['dataset']}: {c['n_users']} users x {c['n_items']} items; {pooled}train {c['n_train']}, test "
+        f"{c['n_test']} ratings; {c['n_cold_users']} cold users, {c['n_few_users']} few-ratings users, "
+        f"{c['n_cold_items']} cold items ({c['n_warm_items']} warm), {c['n_double_cold']} cold-user x cold-item "
+        f"ratings (unused); two-tower {tt['epochs']} epochs (best {tt['best_epoch']}), features built in "
+        f"{ds['prepare_seconds']:.1f}s"
+    )
 
 
 def format_folds(ds: dict[str, Any]) -> str:
@@ -545,13 +687,17 @@ def format_folds(ds: dict[str, Any]) -> str:
     (empty for a single split): how much the verdict moves with the cohort."""
     if ds.get("folds", 1) <= 1:
         return ""
-    lines = ["per fold, cold users' NDCG@k (two_tower / two_tower_served / popularity / demographic_popularity; "
-             "cold temperature, segment weight):"]
+    lines = [
+        "per fold, cold users' NDCG@k (two_tower / two_tower_served / popularity / demographic_popularity; "
+        "cold temperature, segment weight):"
+    ]
     for f in ds["per_fold"]:
         n = f["cold_users_ndcg"]
-        lines.append(f"  fold {f['fold']}: {_fmt(n['two_tower'])} / {_fmt(n['two_tower_served'])} / "
-                     f"{_fmt(n['popularity'])} / {_fmt(n['demographic_popularity'])}; t = {f['cold_temperature']:.1f}, "
-                     f"w = {f['segment_weight']:.1f}")  # fmt: skip
+        lines.append(
+            f"  fold {f['fold']}: {_fmt(n['two_tower'])} / {_fmt(n['two_tower_served'])} / "
+            f"{_fmt(n['popularity'])} / {_fmt(n['demographic_popularity'])}; t = {f['cold_temperature']:.1f}, "
+            f"w = {f['segment_weight']:.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -563,10 +709,22 @@ def render_html(result: dict[str, Any]) -> str:
         charts = []
         for cohort in COHORTS:
             vals = [ds["metrics"][cohort][m].get("ndcg", math.nan) for m in MODELS]
-            charts.append(bar_chart(list(MODELS), vals, title=f"{name}: NDCG@{k} on {cohort.replace('_', ' ')} "
-                                    "(higher is better)", value_format="{:.4f}"))  # fmt: skip
-        charts.append(bar_chart(list(MODELS), [ds["fit_seconds"][m] for m in MODELS],
-                                title=f"{name}: fit seconds (lower is better)", value_format="{:.2f}"))  # fmt: skip
+            charts.append(
+                bar_chart(
+                    list(MODELS),
+                    vals,
+                    title=f"{name}: NDCG@{k} on {cohort.replace('_', ' ')} (higher is better)",
+                    value_format="{:.4f}",
+                )
+            )
+        charts.append(
+            bar_chart(
+                list(MODELS),
+                [ds["fit_seconds"][m] for m in MODELS],
+                title=f"{name}: fit seconds (lower is better)",
+                value_format="{:.2f}",
+            )
+        )
         cols = ["cohort", "model", *(_header(m, k) for m in METRICS), "users", "items"]
         table = ["<table><thead><tr>", *(f"<th>{html.escape(c)}</th>" for c in cols), "</tr></thead><tbody>"]
         for cohort in COHORTS:
@@ -575,17 +733,23 @@ def render_html(result: dict[str, Any]) -> str:
                 cells = [cohort, model, *(_fmt(m.get(c)) for c in METRICS), m["n_users"], m["n_candidates"]]
                 table.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         table.append("</tbody></table>")
-        targets = "".join(f"<li><b>{html.escape(t['status'])}</b> {html.escape(t['target'])}: "
-                          f"{html.escape(_fmt(t['value']))} vs {html.escape(_fmt(t['reference']))}"
-                          f"{html.escape(_ci(t))}</li>"
-                          for t in ds["targets"])  # fmt: skip
+        targets = "".join(
+            f"<li><b>{html.escape(t['status'])}</b> {html.escape(t['target'])}: "
+            f"{html.escape(_fmt(t['value']))} vs {html.escape(_fmt(t['reference']))}"
+            f"{html.escape(_ci(t))}</li>"
+            for t in ds["targets"]
+        )
         r = ds["cold_items_random_order"]
-        targets += (f"<li>noise: {r['n']} random fixed item orders score NDCG@{k} {_fmt(r['mean'])} on cold items "
-                    f"(5%-95%: {_fmt(r['p05'])}-{_fmt(r['p95'])})</li>")
+        targets += (
+            f"<li>noise: {r['n']} random fixed item orders score NDCG@{k} {_fmt(r['mean'])} on cold items "
+            f"(5%-95%: {_fmt(r['p05'])}-{_fmt(r['p95'])})</li>"
+        )
         folds = f"<pre>{html.escape(format_folds(ds))}</pre>" if ds.get("folds", 1) > 1 else ""
-        sections.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(describe(ds))}</p>"
-                        f"<div class=\"charts\">{''.join(charts)}</div>{''.join(table)}"
-                        f"<h3>Targets (not asserted)</h3><ul>{targets}</ul>{folds}")  # fmt: skip
+        sections.append(
+            f"<h2>{html.escape(name)}</h2><p>{html.escape(describe(ds))}</p>"
+            f'<div class="charts">{"".join(charts)}</div>{"".join(table)}'
+            f"<h3>Targets (not asserted)</h3><ul>{targets}</ul>{folds}"
+        )
     env = result["environment"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -595,9 +759,9 @@ def render_html(result: dict[str, Any]) -> str:
 td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}
 .charts svg{{display:block;margin:1em 0}}</style></head><body>
 <h1>Cold-start benchmark: two-tower vs CF (mean normalisation) vs popularity</h1>
-<p>k = {k}, seed {result['seed']}. Ties are broken in a seeded random order. {env.get('cpu_count')} CPUs (load average
-{html.escape(str(env.get('loadavg_start')))} at start, {html.escape(str(env.get('loadavg_end')))} at the end).</p>
-{''.join(sections)}
+<p>k = {k}, seed {result["seed"]}. Ties are broken in a seeded random order. {env.get("cpu_count")} CPUs (load average
+{html.escape(str(env.get("loadavg_start")))} at start, {html.escape(str(env.get("loadavg_end")))} at the end).</p>
+{"".join(sections)}
 </body></html>
 """
 
@@ -633,19 +797,33 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cold-users", type=float, default=0.1, help="share of the users held out entirely")
     p.add_argument("--cold-items", type=float, default=0.1, help="share of the items held out entirely")
     p.add_argument("--few-users", type=float, default=0.1, help="share of the users kept with 1..5 ratings")
-    p.add_argument("--folds", type=int, default=10,
-                   help="rotated splits per dataset (disjoint cold users and items), pooled; 1: one seeded split")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=10,
+        help="rotated splits per dataset (disjoint cold users and items), pooled; 1: one seeded split",
+    )
     p.add_argument("--two-tower", default="", help="TwoTowerParams overrides, e.g. 'epochs=5,learning_rate=0.003'")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "data" / "reports" / "cold_start", help="output folder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     synthetic = {**cfg.model_dump(), "n_users": args.n_users, "n_items": args.n_items, "seed": args.data_seed}
-    result = run_cold_start(tuple(x.strip() for x in args.data.split(",") if x.strip()), out_dir=args.out,
-                            data_dir=args.data_dir, raw_dir=args.raw_dir, synthetic=synthetic, k=args.k,
-                            seed=args.seed, two_tower=pipeline_two_tower_params(_overrides(args.two_tower)),
-                            folds=args.folds,
-                            fractions={"cold_user_fraction": args.cold_users, "cold_item_fraction": args.cold_items,
-                                       "few_user_fraction": args.few_users})  # fmt: skip
+    result = run_cold_start(
+        tuple(x.strip() for x in args.data.split(",") if x.strip()),
+        out_dir=args.out,
+        data_dir=args.data_dir,
+        raw_dir=args.raw_dir,
+        synthetic=synthetic,
+        k=args.k,
+        seed=args.seed,
+        two_tower=pipeline_two_tower_params(_overrides(args.two_tower)),
+        folds=args.folds,
+        fractions={
+            "cold_user_fraction": args.cold_users,
+            "cold_item_fraction": args.cold_items,
+            "few_user_fraction": args.few_users,
+        },
+    )
     env = result["environment"]
     print(f"\n{env['cpu_count']} CPUs, load average {env['loadavg_start']} -> {env['loadavg_end']} (timings are noisy)")
     for ds in result["datasets"].values():

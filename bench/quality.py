@@ -79,9 +79,20 @@ BASELINES: tuple[str, ...] = ("global_mean", "item_mean", "user_item_bias", "pop
 
 #: Columns of the table, in order.
 METRICS: tuple[str, ...] = (
-    "rmse", "mae", "ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "diversity",
-    "popularity_bias", "fit_seconds", "predict_seconds",
-)  # fmt: skip
+    "rmse",
+    "mae",
+    "ndcg",
+    "precision",
+    "recall",
+    "map",
+    "hit_rate",
+    "coverage",
+    "novelty",
+    "diversity",
+    "popularity_bias",
+    "fit_seconds",
+    "predict_seconds",
+)
 #: Metrics where lower is better (the "best reference" of the ratios is the lowest).
 # popularity_bias: 1.0 is as popularity-biased as the popularity baseline; less bias is better.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "mae", "fit_seconds", "predict_seconds", "popularity_bias"})
@@ -103,8 +114,15 @@ REFERENCE_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 REFERENCE_PARAMS: dict[str, dict[str, Any]] = {
     "spark_als_explicit": {"implicit_prefs": False, "rank": 10, "reg_param": 0.1, "max_iter": 10, "seed": 42},
     # The setting that reproduces the issue's quoted 0.468 (binary preferences, rank 64, lambda 0.3, alpha 2).
-    "spark_als_implicit": {"implicit_prefs": True, "rank": 64, "reg_param": 0.3, "alpha": 2.0, "max_iter": 10,
-                           "binary": True, "seed": 42},  # fmt: skip
+    "spark_als_implicit": {
+        "implicit_prefs": True,
+        "rank": 64,
+        "reg_param": 0.3,
+        "alpha": 2.0,
+        "max_iter": 10,
+        "binary": True,
+        "seed": 42,
+    },
     "implicit_als": {"factors": 64, "regularization": 20.0, "alpha": 2.0, "iterations": 15, "seed": 42},
     "implicit_bpr": {"seed": 42},
     "surprise_svd": {"n_factors": 100, "n_epochs": 50, "lr_all": 0.01, "reg_all": 0.1, "seed": 42},
@@ -165,19 +183,39 @@ def _our_specs() -> list[_Spec]:
 
     def fit_ease_(s: Split) -> Any:
         u, i, r = s.train
-        return fit_ease(u, i, s.n_users, s.n_items, ep, rating=r, ts=s.train_ts, rating_range=(s.rating_min, s.rating_max))
+        return fit_ease(
+            u, i, s.n_users, s.n_items, ep, rating=r, ts=s.train_ts, rating_range=(s.rating_min, s.rating_max)
+        )
 
     def fit_ranker_(s: Split) -> Any:
         u, i, r = s.train
-        return fit_ranker(u, i, s.n_users, s.n_items, cf=icf, ease=ep, ease_weight=EASE_WEIGHT, rating=r, ts=s.train_ts,
-                          rating_range=(s.rating_min, s.rating_max), seed=icf.seed)[0]  # fmt: skip
+        return fit_ranker(
+            u,
+            i,
+            s.n_users,
+            s.n_items,
+            cf=icf,
+            ease=ep,
+            ease_weight=EASE_WEIGHT,
+            rating=r,
+            ts=s.train_ts,
+            rating_range=(s.rating_min, s.rating_max),
+            seed=icf.seed,
+        )[0]
 
-    return [_Spec("cf_explicit", "ours", fit_explicit, dataclasses.asdict(cf)),
-            _Spec("autorec", "ours", fit_autorec_, dataclasses.asdict(ar)),
-            _Spec("cf_implicit", "ours", fit_implicit, dataclasses.asdict(icf), predicts_ratings=False),
-            _Spec("ease", "ours", fit_ease_, dataclasses.asdict(ep), predicts_ratings=False),
-            _Spec("ranker", "ours", fit_ranker_, {"ease_weight": EASE_WEIGHT, "cf": dataclasses.asdict(icf),
-                                                 "ease": dataclasses.asdict(ep)}, predicts_ratings=False)]  # fmt: skip
+    return [
+        _Spec("cf_explicit", "ours", fit_explicit, dataclasses.asdict(cf)),
+        _Spec("autorec", "ours", fit_autorec_, dataclasses.asdict(ar)),
+        _Spec("cf_implicit", "ours", fit_implicit, dataclasses.asdict(icf), predicts_ratings=False),
+        _Spec("ease", "ours", fit_ease_, dataclasses.asdict(ep), predicts_ratings=False),
+        _Spec(
+            "ranker",
+            "ours",
+            fit_ranker_,
+            {"ease_weight": EASE_WEIGHT, "cf": dataclasses.asdict(icf), "ease": dataclasses.asdict(ep)},
+            predicts_ratings=False,
+        ),
+    ]
 
 
 #: Two-tower rows (warm users; need Spark for the feature tables): the pipeline's retrieval model and the rating one.
@@ -229,12 +267,15 @@ def _two_tower_specs(data_dir: Path, spark: Any, splits: list[Split]) -> list[_S
     def fit(s: Split, params: TwoTowerParams) -> Any:
         pre, ux, ix = inputs[s.name]
         users_out = tower.cold_validation_fraction if params.loss == "softmax" else 0.0
-        chunks, val, cold = validation_chunks(array_chunks(*s.train), fraction=tower.validation_fraction,
-                                              user_fraction=users_out, seed=params.seed)  # fmt: skip
+        chunks, val, cold = validation_chunks(
+            array_chunks(*s.train), fraction=tower.validation_fraction, user_fraction=users_out, seed=params.seed
+        )
         return fit_two_tower(ux, ix, chunks, params, pre, validation=val, cold_validation=cold)
 
-    return [_Spec("two_tower", "ours", lambda s: fit(s, retrieval), dataclasses.asdict(retrieval), predicts_ratings=False),
-            _Spec("two_tower_mse", "ours", lambda s: fit(s, rating), dataclasses.asdict(rating))]  # fmt: skip
+    return [
+        _Spec("two_tower", "ours", lambda s: fit(s, retrieval), dataclasses.asdict(retrieval), predicts_ratings=False),
+        _Spec("two_tower_mse", "ours", lambda s: fit(s, rating), dataclasses.asdict(rating)),
+    ]
 
 
 def _baseline_specs() -> list[_Spec]:
@@ -245,8 +286,12 @@ def _baseline_specs() -> list[_Spec]:
     return [
         _Spec("global_mean", "baseline", plain(GlobalMean)),
         _Spec("item_mean", "baseline", plain(ItemMean)),
-        _Spec("user_item_bias", "baseline", plain(UserItemBias),
-              {"reg_user": uib.reg_user, "reg_item": uib.reg_item, "n_iter": uib.n_iter}),  # fmt: skip
+        _Spec(
+            "user_item_bias",
+            "baseline",
+            plain(UserItemBias),
+            {"reg_user": uib.reg_user, "reg_item": uib.reg_item, "n_iter": uib.n_iter},
+        ),
         _Spec("popularity", "baseline", plain(Popularity), predicts_ratings=False),
     ]
 
@@ -258,8 +303,14 @@ def _reference_specs(refs: tuple[str, ...], spark: Any) -> tuple[list[_Spec], di
     available = R.available_references()
     specs: list[_Spec] = []
     skipped: dict[str, str] = {}
-    classes = {"spark_als_explicit": R.SparkALS, "spark_als_implicit": R.SparkALS, "implicit_als": R.ImplicitALS,
-               "implicit_bpr": R.ImplicitBPR, "surprise_svd": R.SurpriseSVD, "surprise_svdpp": R.SurpriseSVDpp}  # fmt: skip
+    classes = {
+        "spark_als_explicit": R.SparkALS,
+        "spark_als_implicit": R.SparkALS,
+        "implicit_als": R.ImplicitALS,
+        "implicit_bpr": R.ImplicitBPR,
+        "surprise_svd": R.SurpriseSVD,
+        "surprise_svdpp": R.SurpriseSVDpp,
+    }
     for group in dict.fromkeys(refs):  # keep order, drop repeats
         adapters, names = REFERENCE_GROUPS[group]
         missing = [a for a in adapters if not available.get(a, False)]
@@ -274,8 +325,9 @@ def _reference_specs(refs: tuple[str, ...], spark: Any) -> tuple[list[_Spec], di
 
             ratings = name in RATING_REFERENCES
 
-            def fit(s: Split, cls: Any = cls, params: dict[str, Any] = params, name: str = name,
-                    ratings: bool = ratings) -> Any:  # fmt: skip
+            def fit(
+                s: Split, cls: Any = cls, params: dict[str, Any] = params, name: str = name, ratings: bool = ratings
+            ) -> Any:
                 extra = {"spark": spark} if cls is R.SparkALS else {}
                 model = cls(**extra, **params, name=name).fit(*s.train, s.n_users, s.n_items)
                 if not ratings:
@@ -320,13 +372,19 @@ def ratios_to_best_reference(means: dict[str, dict[str, float]], kinds: dict[str
                 row[metric] = None
                 continue
             ref_value, ref = min(cands) if metric in LOWER_IS_BETTER else max(cands)
-            row[metric] = {"value": value, "best_reference": ref, "reference_value": ref_value,
-                           "ratio": value / ref_value if ref_value != 0 else None}  # fmt: skip
+            row[metric] = {
+                "value": value,
+                "best_reference": ref,
+                "reference_value": ref_value,
+                "ratio": value / ref_value if ref_value != 0 else None,
+            }
         out[ours] = row
     return out
 
 
-def check_targets(means: dict[str, dict[str, float]], per_fold: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
+def check_targets(
+    means: dict[str, dict[str, float]], per_fold: dict[str, list[dict[str, float]]]
+) -> list[dict[str, Any]]:
     """The issue's targets (reported, not asserted).
 
     Args:
@@ -336,6 +394,7 @@ def check_targets(means: dict[str, dict[str, float]], per_fold: dict[str, list[d
     Returns:
         One dict per target: ``target``, ``value``, ``threshold``, ``status`` (``pass``/``fail``/``n/a``).
     """
+
     def get(model: str, metric: str) -> float:
         return means.get(model, {}).get(metric, math.nan)
 
@@ -344,8 +403,10 @@ def check_targets(means: dict[str, dict[str, float]], per_fold: dict[str, list[d
         return {"target": target, "value": value, "threshold": threshold, "status": status}
 
     rmse, ndcg = get(RATING_MODEL, "rmse"), get(RANKING_MODEL, "ndcg")
-    out = [row(f"{RATING_MODEL} mean RMSE <= {TARGET_RMSE}", rmse, TARGET_RMSE, rmse <= TARGET_RMSE),
-           row(f"{RANKING_MODEL} mean NDCG@k >= {TARGET_NDCG}", ndcg, TARGET_NDCG, ndcg >= TARGET_NDCG)]  # fmt: skip
+    out = [
+        row(f"{RATING_MODEL} mean RMSE <= {TARGET_RMSE}", rmse, TARGET_RMSE, rmse <= TARGET_RMSE),
+        row(f"{RANKING_MODEL} mean NDCG@k >= {TARGET_NDCG}", ndcg, TARGET_NDCG, ndcg >= TARGET_NDCG),
+    ]
     for metric, quoted in IMPLICIT_ALS_QUOTED.items():
         v = get(RANKING_MODEL, metric)
         out.append(row(f"{RANKING_MODEL} mean {metric}@k > implicit ALS's quoted {quoted}", v, quoted, v > quoted))
@@ -355,8 +416,11 @@ def check_targets(means: dict[str, dict[str, float]], per_fold: dict[str, list[d
             continue
         ratio = [a["fit_seconds"] / b["fit_seconds"] for a, b in zip(per_fold[ours], per_fold[spark], strict=True)]
         worst = max(ratio)
-        out.append(row(f"{ours} fit faster than {spark} on every fold (worst fold: our/spark seconds)",
-                       worst, 1.0, worst < 1.0))  # fmt: skip
+        out.append(
+            row(
+                f"{ours} fit faster than {spark} on every fold (worst fold: our/spark seconds)", worst, 1.0, worst < 1.0
+            )
+        )
     return out
 
 
@@ -370,15 +434,20 @@ def _fmt(x: Any, metric: str = "") -> str:
 
 def format_table(means: dict[str, dict[str, float]], kinds: dict[str, str], k: int) -> str:
     """Plain aligned text: one row per model, one column per metric of :data:`METRICS` (``-``: undefined)."""
-    head = ["model", "kind", *(f"{m}@{k}" if m in ("ndcg", "precision", "recall", "map", "hit_rate") else m
-                               for m in METRICS)]  # fmt: skip
+    head = [
+        "model",
+        "kind",
+        *(f"{m}@{k}" if m in ("ndcg", "precision", "recall", "map", "hit_rate") else m for m in METRICS),
+    ]
     head = [h.replace("_seconds", "_s") for h in head]
     rows = [[m, kinds[m], *(_fmt(means[m].get(c, math.nan), c) for c in METRICS)] for m in means]
     widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) if j < 2 else h.rjust(w) for j, (h, w) in enumerate(zip(head, widths, strict=True)))]
     lines.append("  ".join("-" * w for w in widths))
     for r in rows:
-        lines.append("  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True))))
+        lines.append(
+            "  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True)))
+        )
     return "\n".join(lines)
 
 
@@ -390,7 +459,9 @@ def format_ratios(ratios: dict[str, Any]) -> str:
         for metric in METRICS:
             r = row.get(metric)
             if r and r["ratio"] is not None:
-                parts.append(f"{metric} {r['ratio']:.3f} (vs {r['best_reference']} {_fmt(r['reference_value'], metric)})")
+                parts.append(
+                    f"{metric} {r['ratio']:.3f} (vs {r['best_reference']} {_fmt(r['reference_value'], metric)})"
+                )
         lines.append(f"  {ours}: " + ("; ".join(parts) if parts else "no reference figure to compare"))
     return "\n".join(lines)
 
@@ -423,9 +494,11 @@ def render_html(result: dict[str, Any]) -> str:
         cells = [m, result["kinds"][m], *(_fmt(means[m].get(c), c) for c in METRICS)]
         table.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     table.append("</tbody></table>")
-    targets = "".join(f"<li><b>{html.escape(t['status'])}</b> {html.escape(t['target'])}: "
-                      f"{html.escape(_fmt(t['value']) if _finite(t['value']) else 'n/a')}</li>"
-                      for t in result["targets"])  # fmt: skip
+    targets = "".join(
+        f"<li><b>{html.escape(t['status'])}</b> {html.escape(t['target'])}: "
+        f"{html.escape(_fmt(t['value']) if _finite(t['value']) else 'n/a')}</li>"
+        for t in result["targets"]
+    )
     env = result["environment"]
     folds = ", ".join(f"u{f}" for f in result["folds"])
     return f"""<!DOCTYPE html>
@@ -436,10 +509,10 @@ def render_html(result: dict[str, Any]) -> str:
 td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}
 .charts svg{{display:block;margin:1em 0}}</style></head><body>
 <h1>Quality benchmark: MovieLens 100K, folds {html.escape(folds)}</h1>
-<p>Means over folds. k = {k}. {env.get('cpu_count')} CPUs (load average {html.escape(str(env.get('loadavg_start')))}
-at start, {html.escape(str(env.get('loadavg_end')))} at the end): timings are noisy on a shared machine.</p>
-<div class="charts">{''.join(charts)}</div>
-<h2>All metrics</h2>{''.join(table)}
+<p>Means over folds. k = {k}. {env.get("cpu_count")} CPUs (load average {html.escape(str(env.get("loadavg_start")))}
+at start, {html.escape(str(env.get("loadavg_end")))} at the end): timings are noisy on a shared machine.</p>
+<div class="charts">{"".join(charts)}</div>
+<h2>All metrics</h2>{"".join(table)}
 <h2>Targets (not asserted)</h2><ul>{targets}</ul>
 </body></html>
 """
@@ -453,8 +526,9 @@ def _warm_up(specs: list[_Spec], split: Split, n_rows: int = 5000) -> None:
     timings are not inflated for one side.
     """
     n = min(n_rows, split.train[0].size)
-    small = dataclasses.replace(split, train=tuple(a[:n] for a in split.train),
-                                train_ts=None if split.train_ts is None else split.train_ts[:n])
+    small = dataclasses.replace(
+        split, train=tuple(a[:n] for a in split.train), train_ts=None if split.train_ts is None else split.train_ts[:n]
+    )
     t0 = time.perf_counter()
     for spec in specs:
         spec.fit(small)
@@ -521,18 +595,30 @@ def run_quality(
                 wall = time.perf_counter() - t0
                 fit_seconds = float(model.fit_seconds_) if spec.library_seconds else wall
                 metrics = evaluate(model, split, k=k, popularity_lists=pop_lists)
-                row = {"fold": split.name, "fit_seconds": fit_seconds, "fit_wall_seconds": wall,
-                       **{m: float(v) for m, v in metrics.items()}}  # fmt: skip
+                row = {
+                    "fold": split.name,
+                    "fit_seconds": fit_seconds,
+                    "fit_wall_seconds": wall,
+                    **{m: float(v) for m, v in metrics.items()},
+                }
                 per_fold[spec.name].append(row)
-                logger.info("%s %s: fit %.2f s (wall %.2f s), %s", split.name, spec.name, fit_seconds, wall,
-                            ", ".join(f"{m} {row[m]:.4f}" for m in ("rmse", "ndcg") if m in row))  # fmt: skip
+                logger.info(
+                    "%s %s: fit %.2f s (wall %.2f s), %s",
+                    split.name,
+                    spec.name,
+                    fit_seconds,
+                    wall,
+                    ", ".join(f"{m} {row[m]:.4f}" for m in ("rmse", "ndcg") if m in row),
+                )
                 del model
     finally:
         if own_spark:
             spark.stop()
     kinds = {s.name: s.kind for s in specs}
-    means = {name: {m: _mean([r.get(m, math.nan) for r in rows]) for m in (*METRICS, "fit_wall_seconds")}
-             for name, rows in per_fold.items()}  # fmt: skip
+    means = {
+        name: {m: _mean([r.get(m, math.nan) for r in rows]) for m in (*METRICS, "fit_wall_seconds")}
+        for name, rows in per_fold.items()
+    }
     env = {
         **versions(),
         "cpu_count": os.cpu_count(),
@@ -562,8 +648,13 @@ def run_quality(
     }
     write_atomic(out_dir / "quality.json", json.dumps(jsonable(result), indent=2, allow_nan=False) + "\n")
     write_atomic(out_dir / "quality.html", render_html(result))
-    logger.info("quality benchmark: %d models x %d folds in %.1f s; wrote %s", len(specs), len(splits),
-                time.perf_counter() - start, out_dir)  # fmt: skip
+    logger.info(
+        "quality benchmark: %d models x %d folds in %.1f s; wrote %s",
+        len(specs),
+        len(splits),
+        time.perf_counter() - start,
+        out_dir,
+    )
     return result
 
 
@@ -575,7 +666,7 @@ def _default_out() -> Path:
         from recsys.config import Settings
 
         reports = getattr(Settings(), "reports_dir", None)
-    except Exception:  # noqa: BLE001 - a bad environment must not stop a benchmark with an explicit --out
+    except Exception:
         reports = None
     return Path(reports or PROJECT_ROOT / "data" / "reports") / "quality"
 
@@ -599,11 +690,20 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     refs = tuple(x.strip() for x in args.refs.split(",") if x.strip())
-    result = run_quality(args.data_dir, args.folds, refs=refs, out_dir=args.out or _default_out(), k=args.k,
-                         warm_up=args.warm_up, two_tower=args.two_tower)
+    result = run_quality(
+        args.data_dir,
+        args.folds,
+        refs=refs,
+        out_dir=args.out or _default_out(),
+        k=args.k,
+        warm_up=args.warm_up,
+        two_tower=args.two_tower,
+    )
     env = result["environment"]
-    print(f"\nMovieLens 100K, folds {', '.join(f'u{f}' for f in result['folds'])} (means); "
-          f"{env['cpu_count']} CPUs, load average {env['loadavg_start']} -> {env['loadavg_end']} (timings are noisy)\n")  # fmt: skip
+    print(
+        f"\nMovieLens 100K, folds {', '.join(f'u{f}' for f in result['folds'])} (means); "
+        f"{env['cpu_count']} CPUs, load average {env['loadavg_start']} -> {env['loadavg_end']} (timings are noisy)\n"
+    )
     print(format_table(result["means"], result["kinds"], result["k"]))
     print()
     print(format_ratios(result["ratios"]))

@@ -66,8 +66,9 @@ def _child(size: str, out: Path) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     cols = ["size", "ratings", "users", "items", "wall_s", "ratings_per_s", "peak_rss_mb", "output_mb", "cached"]
-    cells = [[f"{r[c]:,}" if isinstance(r[c], int) and not isinstance(r[c], bool) else str(r[c]) for c in cols]
-             for r in rows]  # fmt: skip
+    cells = [
+        [f"{r[c]:,}" if isinstance(r[c], int) and not isinstance(r[c], bool) else str(r[c]) for c in cols] for r in rows
+    ]
     width = [max(len(c), *(len(x[k]) for x in cells)) for k, c in enumerate(cols)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, width, strict=True))]
     lines += ["  ".join(x.rjust(w) for x, w in zip(row, width, strict=True)) for row in cells]

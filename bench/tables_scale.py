@@ -13,6 +13,7 @@ every 0.2 s. Prints one table; ``--json`` writes it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -44,13 +45,26 @@ def _tree_rss(proc: psutil.Process) -> int:
 def run_job(args: list[str], driver_memory: str) -> tuple[float, float]:
     """Run one Spark job; returns (wall seconds, peak tree RSS MB)."""
     spark_submit = str(Path(sys.executable).parent / "spark-submit")
-    cmd = [spark_submit, "--master", "local[2]", "--driver-memory", driver_memory,
-           "--conf", f"spark.pyspark.python={sys.executable}", "--conf", "spark.ui.enabled=false", *args]  # fmt: skip
+    cmd = [
+        spark_submit,
+        "--master",
+        "local[2]",
+        "--driver-memory",
+        driver_memory,
+        "--conf",
+        f"spark.pyspark.python={sys.executable}",
+        "--conf",
+        "spark.ui.enabled=false",
+        *args,
+    ]
     start = time.monotonic()
     import os
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYSPARK_PYTHON": sys.executable}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+    }
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     ps = psutil.Process(proc.pid)
     peak = 0
@@ -59,10 +73,8 @@ def run_job(args: list[str], driver_memory: str) -> tuple[float, float]:
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            try:
+            with contextlib.suppress(psutil.Error):
                 peak = max(peak, _tree_rss(ps))
-            except psutil.Error:
-                pass
             time.sleep(0.2)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -79,20 +91,45 @@ def run_size(size: str, home: Path, driver_memory: str) -> dict[str, Any]:
     """Generate + ingest + build tables for one size."""
     p = SIZES[size]
     lake = home / "lake" / "synthetic"
-    ingest = [str(ROOT / "jobs" / "ingest.py"), "--dataset", "synthetic", "--lake", str(lake), "--run-date", RUN_DATE,
-              "--raw-dir", str(home / "raw"), "--n-users", str(p["n_users"]), "--n-items", str(p["n_items"]),
-              "--n-groups", str(p["n_groups"]), "--mean-ratings-per-user", str(p["mean_ratings_per_user"]),
-              "--min-ratings-per-user", str(p["min_ratings_per_user"])]  # fmt: skip
+    ingest = [
+        str(ROOT / "jobs" / "ingest.py"),
+        "--dataset",
+        "synthetic",
+        "--lake",
+        str(lake),
+        "--run-date",
+        RUN_DATE,
+        "--raw-dir",
+        str(home / "raw"),
+        "--n-users",
+        str(p["n_users"]),
+        "--n-items",
+        str(p["n_items"]),
+        "--n-groups",
+        str(p["n_groups"]),
+        "--mean-ratings-per-user",
+        str(p["mean_ratings_per_user"]),
+        "--min-ratings-per-user",
+        str(p["min_ratings_per_user"]),
+    ]
     build = [str(ROOT / "jobs" / "build_tables.py"), "--lake", str(lake), "--run-date", RUN_DATE]
     t_ingest, m_ingest = run_job(ingest, driver_memory)
     t_build, m_build = run_job(build, driver_memory)
     import pyarrow.parquet as pq
 
     n = pq.ParquetDataset(str(lake / "ratings" / f"run_date={RUN_DATE}")).read(columns=["user_idx"]).num_rows
-    return {"size": size, "ratings": n, "users": p["n_users"], "items": p["n_items"],
-            "generate_ingest_s": round(t_ingest, 1), "build_tables_s": round(t_build, 1),
-            "total_s": round(t_ingest + t_build, 1), "peak_rss_mb": round(max(m_ingest, m_build)),
-            "ratings_per_s": round(n / (t_ingest + t_build)), "driver_memory": driver_memory}  # fmt: skip
+    return {
+        "size": size,
+        "ratings": n,
+        "users": p["n_users"],
+        "items": p["n_items"],
+        "generate_ingest_s": round(t_ingest, 1),
+        "build_tables_s": round(t_build, 1),
+        "total_s": round(t_ingest + t_build, 1),
+        "peak_rss_mb": round(max(m_ingest, m_build)),
+        "ratings_per_s": round(n / (t_ingest + t_build)),
+        "driver_memory": driver_memory,
+    }
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ feature vectors of the same dimensions and streams its ratings from the Parquet 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import time
@@ -46,7 +47,7 @@ logger = logging.getLogger("bench.two_tower_speed")
 def dense_flops(d_in: int, layers: tuple[int, ...]) -> int:
     """Forward FLOPs (2 x multiply-adds) of one tower's Dense layers for one example."""
     dims = (d_in, *layers)
-    return 2 * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    return 2 * sum(a * b for a, b in itertools.pairwise(dims))
 
 
 def train_flops_per_example(user_dim: int, item_dim: int, layers: tuple[int, ...]) -> int:
@@ -103,7 +104,10 @@ def _ml100k(data_dir: Path) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, n
     n_users, n_items = int(u.max()) + 1, int(i.max()) + 1
     genres = ml100k_genres(data_dir, n_items)
     users = pd.read_csv(data_dir / "u.user", sep="|", header=None, names=["id", "age", "gender", "occupation", "zip"])
-    tokens = [(f"age={a // 10}", f"gender={g}", f"occupation={o}") for a, g, o in users[["age", "gender", "occupation"]].itertuples(index=False)]  # fmt: skip
+    tokens = [
+        (f"age={a // 10}", f"gender={g}", f"occupation={o}")
+        for a, g, o in users[["age", "gender", "occupation"]].itertuples(index=False)
+    ]
     vocab = sorted({t for ts_ in tokens for t in ts_})
     demo = np.array([[t in ts_ for t in vocab] for ts_ in tokens], dtype=np.float32)
     n_u = np.bincount(u, minlength=n_users)
@@ -111,13 +115,27 @@ def _ml100k(data_dir: Path) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, n
     g_sum = np.zeros_like(g_cnt)
     np.add.at(g_cnt, u, genres[i])
     np.add.at(g_sum, u, genres[i] * r[:, None])
-    uf = pd.DataFrame({"user_idx": np.arange(n_users), "demographics": list(demo), "n_ratings": n_u,
-                       "mean_rating": np.bincount(u, r, n_users) / np.maximum(n_u, 1),
-                       "genre_mean_rating": list(g_sum / np.maximum(g_cnt, 1)), "genre_counts": list(g_cnt)})  # fmt: skip
+    uf = pd.DataFrame(
+        {
+            "user_idx": np.arange(n_users),
+            "demographics": list(demo),
+            "n_ratings": n_u,
+            "mean_rating": np.bincount(u, r, n_users) / np.maximum(n_u, 1),
+            "genre_mean_rating": list(g_sum / np.maximum(g_cnt, 1)),
+            "genre_counts": list(g_cnt),
+        }
+    )
     n_i = np.bincount(i, minlength=n_items)
-    itf = pd.DataFrame({"item_idx": np.arange(n_items), "year": pd.array([None] * n_items, dtype="Int32"),
-                        "genres": list(genres), "n_ratings": n_i,
-                        "mean_rating": np.bincount(i, r, n_items) / np.maximum(n_i, 1), "tags": [[]] * n_items})  # fmt: skip
+    itf = pd.DataFrame(
+        {
+            "item_idx": np.arange(n_items),
+            "year": pd.array([None] * n_items, dtype="Int32"),
+            "genres": list(genres),
+            "n_ratings": n_i,
+            "mean_rating": np.bincount(i, r, n_items) / np.maximum(n_i, 1),
+            "tags": [[]] * n_items,
+        }
+    )
     pre = TowerPreprocessor.fit(uf, itf)
     recent = recent_genre_mix(pd.DataFrame({"user_idx": u, "item_idx": i, "ts": ts}), genres, n_users)
     return pre.users(uf, recent), pre.items(itf), (u.astype(np.int32), i.astype(np.int32), r), len(r)
@@ -127,8 +145,16 @@ def _synthetic_20m(root: Path, dims: tuple[int, int]) -> tuple[np.ndarray, np.nd
     """The 20M-rating synthetic dataset on Parquet (generated once, cached) and random features of ``dims``."""
     from recsys.data.synthetic import write_parquet
 
-    files = write_parquet(root, n_users=138_493, n_items=27_000, n_groups=20, mean_ratings_per_user=145.0,
-                          min_ratings_per_user=20, seed=42, chunk_users=20_000)  # fmt: skip
+    files = write_parquet(
+        root,
+        n_users=138_493,
+        n_items=27_000,
+        n_groups=20,
+        mean_ratings_per_user=145.0,
+        min_ratings_per_user=20,
+        seed=42,
+        chunk_users=20_000,
+    )
     rng = np.random.default_rng(0)
     user_x = rng.standard_normal((files.n_users, dims[0])).astype(np.float32)
     item_x = rng.standard_normal((files.n_items, dims[1])).astype(np.float32)
@@ -140,15 +166,17 @@ def _stg_chunks(folder: Path) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarr
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    for b in ds.dataset(str(folder), format="parquet").to_batches(columns=["user_id", "item_id", "rating"],
-                                                                 batch_size=262_144):  # fmt: skip
+    for b in ds.dataset(str(folder), format="parquet").to_batches(
+        columns=["user_id", "item_id", "rating"], batch_size=262_144
+    ):
         u = pc.cast(b.column(0), "int32").to_numpy() - 1
         i = pc.cast(b.column(1), "int32").to_numpy() - 1
         yield u.astype(np.int32), i.astype(np.int32), b.column(2).to_numpy().astype(np.float32)
 
 
-def measure(name: str, user_x: np.ndarray, item_x: np.ndarray, chunks, n_examples: int, epochs: int,
-            peak: float) -> dict:  # fmt: skip
+def measure(
+    name: str, user_x: np.ndarray, item_x: np.ndarray, chunks, n_examples: int, epochs: int, peak: float
+) -> dict:
     """Train ``epochs`` epochs of the default architecture and report throughput against the bound."""
     from recsys.features.tower_inputs import TowerPreprocessor
     from recsys.models.two_tower import fit_two_tower
@@ -163,11 +191,23 @@ def measure(name: str, user_x: np.ndarray, item_x: np.ndarray, chunks, n_example
     flops = train_flops_per_example(user_x.shape[1], item_x.shape[1], params.layers)
     bound = peak / flops
     eps = n_examples / epoch_seconds
-    out = {"dataset": name, "examples": n_examples, "epochs": epochs, "epoch_seconds": epoch_seconds,
-           "first_epoch_seconds": timer.seconds[0], "examples_per_second": eps, "total_seconds": total,
-           "user_dim": int(user_x.shape[1]), "item_dim": int(item_x.shape[1]), "layers": list(params.layers),
-           "batch_size": params.batch_size, "flops_per_example": flops, "peak_flops": peak,
-           "bound_examples_per_second": bound, "ratio_to_bound": eps / bound}  # fmt: skip
+    out = {
+        "dataset": name,
+        "examples": n_examples,
+        "epochs": epochs,
+        "epoch_seconds": epoch_seconds,
+        "first_epoch_seconds": timer.seconds[0],
+        "examples_per_second": eps,
+        "total_seconds": total,
+        "user_dim": int(user_x.shape[1]),
+        "item_dim": int(item_x.shape[1]),
+        "layers": list(params.layers),
+        "batch_size": params.batch_size,
+        "flops_per_example": flops,
+        "peak_flops": peak,
+        "bound_examples_per_second": bound,
+        "ratio_to_bound": eps / bound,
+    }
     logger.info("%s: %s", name, {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()})
     return out
 
@@ -196,10 +236,14 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "two_tower_speed.json").write_text(json.dumps(rows, indent=2))
     head = f"{'dataset':<15}{'examples':>12}{'epoch_s':>10}{'ex/s':>12}{'bound ex/s':>13}{'ratio':>8}{'GFLOP/ex':>10}"
-    lines = [head] + [f"{x['dataset']:<15}{x['examples']:>12,}{x['epoch_seconds']:>10.2f}{x['examples_per_second']:>12,.0f}"
-                      f"{x['bound_examples_per_second']:>13,.0f}{x['ratio_to_bound']:>8.3f}{x['flops_per_example'] / 1e9:>10.5f}"
-                      for x in rows]  # fmt: skip
-    logger.info("results:\n%s\n(peak %.1f GFLOP/s; wrote %s)", "\n".join(lines), peak / 1e9, args.out / "two_tower_speed.json")
+    lines = [head] + [
+        f"{x['dataset']:<15}{x['examples']:>12,}{x['epoch_seconds']:>10.2f}{x['examples_per_second']:>12,.0f}"
+        f"{x['bound_examples_per_second']:>13,.0f}{x['ratio_to_bound']:>8.3f}{x['flops_per_example'] / 1e9:>10.5f}"
+        for x in rows
+    ]
+    logger.info(
+        "results:\n%s\n(peak %.1f GFLOP/s; wrote %s)", "\n".join(lines), peak / 1e9, args.out / "two_tower_speed.json"
+    )
 
 
 if __name__ == "__main__":

@@ -50,37 +50,60 @@ TABLE_ASSETS = [Asset(f"recsys://lake/{name}") for name in ("ratings", "items", 
 
 PARAMS = {
     "run_date": Param("", type="string", description="YYYY-MM-DD; empty = the run's logical date"),
-    "dataset": Param("synthetic", type="string", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
-                     description="synthetic, or the name of a real data folder (ml-100k, ml-1m, ...)"),
-    "data_dir": Param("", type="string", description="folder of real data (MovieLens layouts or an event "
-                      "log, detected from the files); empty = ../shared MovieLens 100K for ml-100k"),
+    "dataset": Param(
+        "synthetic",
+        type="string",
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        description="synthetic, or the name of a real data folder (ml-100k, ml-1m, ...)",
+    ),
+    "data_dir": Param(
+        "",
+        type="string",
+        description="folder of real data (MovieLens layouts or an event "
+        "log, detected from the files); empty = ../shared MovieLens 100K for ml-100k",
+    ),
     "split": Param("auto", enum=["auto", "fold", "random", "temporal"], description="train/test split"),
-    "max_bad_fraction": Param(0.01, type="number", minimum=0, maximum=1,
-                              description="share of unusable input rows that fails the run"),
+    "max_bad_fraction": Param(
+        0.01, type="number", minimum=0, maximum=1, description="share of unusable input rows that fails the run"
+    ),
     "top_k": Param(10, type="integer", minimum=1, maximum=100, description="recommendations per user"),
     "seed": Param(42, type="integer", description="seed of every random choice"),
     "synthetic_n_users": Param(3000, type="integer", minimum=10, description="synthetic users"),
     "synthetic_n_items": Param(2000, type="integer", minimum=20, description="synthetic items"),
     "synthetic_mean_ratings_per_user": Param(45.0, type="number", minimum=1, description="synthetic density"),
-    "ranking_model": Param("implicit", enum=["implicit", "explicit"],
-                           description="model that ranks: implicit CF (which items users choose) or the rating model"),
-    "rating_model": Param("autorec", enum=["autorec", "mf"],
-                          description="model that predicts ratings: AutoRec (lowest RMSE) or the course's "
-                          "factorisation"),
+    "ranking_model": Param(
+        "implicit",
+        enum=["implicit", "explicit"],
+        description="model that ranks: implicit CF (which items users choose) or the rating model",
+    ),
+    "rating_model": Param(
+        "autorec",
+        enum=["autorec", "mf"],
+        description="model that predicts ratings: AutoRec (lowest RMSE) or the course's factorisation",
+    ),
     "tune": Param(False, type="boolean", description="search the models' parameters before training"),
     "tune_trials": Param(20, type="integer", minimum=1, maximum=500, description="trials per model when tuning"),
-    "cf_epochs": Param(None, type=["null", "integer"], minimum=1,
-                       description="explicit CF epochs; empty = tuned or default"),
-    "autorec_epochs": Param(None, type=["null", "integer"], minimum=1,
-                            description="AutoRec epochs; empty = default"),
-    "cold_start_model": Param("two_tower", enum=["two_tower", "none"],
-                              description="train the two-tower model and serve cold-start users with it, or not"),
-    "cold_start_max_ratings": Param(5, type="integer", minimum=0,
-                                    description="users with at most this many training ratings are cold-start users"),
-    "two_tower_epochs": Param(None, type=["null", "integer"], minimum=1,
-                              description="two-tower epochs (early stopping may end sooner); empty = default"),
-    "ranker_epochs": Param(None, type=["null", "integer"], minimum=1,
-                           description="ranking model epochs; empty = tuned or default"),
+    "cf_epochs": Param(
+        None, type=["null", "integer"], minimum=1, description="explicit CF epochs; empty = tuned or default"
+    ),
+    "autorec_epochs": Param(None, type=["null", "integer"], minimum=1, description="AutoRec epochs; empty = default"),
+    "cold_start_model": Param(
+        "two_tower",
+        enum=["two_tower", "none"],
+        description="train the two-tower model and serve cold-start users with it, or not",
+    ),
+    "cold_start_max_ratings": Param(
+        5, type="integer", minimum=0, description="users with at most this many training ratings are cold-start users"
+    ),
+    "two_tower_epochs": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        description="two-tower epochs (early stopping may end sooner); empty = default",
+    ),
+    "ranker_epochs": Param(
+        None, type=["null", "integer"], minimum=1, description="ranking model epochs; empty = tuned or default"
+    ),
 }
 
 
@@ -99,7 +122,7 @@ def _spark_job(name: str, args: object, outlets: list[Asset] | None = None) -> S
     )
 
 
-def _settings(resolved: dict):  # noqa: ANN202
+def _settings(resolved: dict):
     from recsys.config import Settings
 
     return Settings(**resolved["settings"])
@@ -185,20 +208,41 @@ def recsys_nightly() -> None:
     def recommend(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, _similar: dict) -> dict:
         from recsys.pipeline import recommend as run
 
-        return run(_settings(resolved), resolved["run_date"], cf["model_dir"], ranker["model_dir"],
-                   autorec["model_dir"], tower["model_dir"])  # fmt: skip
+        return run(
+            _settings(resolved),
+            resolved["run_date"],
+            cf["model_dir"],
+            ranker["model_dir"],
+            autorec["model_dir"],
+            tower["model_dir"],
+        )
 
     @task(outlets=[RECOMMENDATIONS, SIMILAR_ITEMS])
     def publish(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, recs: dict) -> dict:
         from recsys.pipeline import publish as run
 
-        metrics = {**cf["metrics"], **autorec["metrics"], **ranker["metrics"], **tower["metrics"],
-                   "cold_start_users_served": float(recs.get("cold_start_users", 0))}  # fmt: skip
-        out = run(_settings(resolved), resolved["run_date"], resolved["run_id"], metrics, resolved["generated_at"],
-                  recs["model_version"])  # fmt: skip
+        metrics = {
+            **cf["metrics"],
+            **autorec["metrics"],
+            **ranker["metrics"],
+            **tower["metrics"],
+            "cold_start_users_served": float(recs.get("cold_start_users", 0)),
+        }
+        out = run(
+            _settings(resolved),
+            resolved["run_date"],
+            resolved["run_id"],
+            metrics,
+            resolved["generated_at"],
+            recs["model_version"],
+        )
         events = get_current_context()["outlet_events"]
-        events[RECOMMENDATIONS].extra = {"run_id": out["run_id"], "rows": out["recommendations"],
-                                         "users": out["users"], "model_version": recs["model_version"]}  # fmt: skip
+        events[RECOMMENDATIONS].extra = {
+            "run_id": out["run_id"],
+            "rows": out["recommendations"],
+            "users": out["users"],
+            "model_version": recs["model_version"],
+        }
         events[SIMILAR_ITEMS].extra = {"run_id": out["run_id"], "rows": out["similar_items"]}
         return {**out, "model_version": recs["model_version"]}
 
@@ -206,14 +250,19 @@ def recsys_nightly() -> None:
     def report(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, published: dict) -> str:
         from recsys.pipeline import write_report
 
-        return write_report(_settings(resolved), resolved["run_date"], resolved["run_id"],
-                            [cf["model_dir"], autorec["model_dir"], ranker["model_dir"], tower["model_dir"]],
-                            published)  # fmt: skip
+        return write_report(
+            _settings(resolved),
+            resolved["run_date"],
+            resolved["run_id"],
+            [cf["model_dir"], autorec["model_dir"], ranker["model_dir"], tower["model_dir"]],
+            published,
+        )
 
     resolved = resolve()
     ingest = _spark_job("ingest", spark_args.override(task_id="ingest_args")(resolved, "ingest"))
-    build = _spark_job("build_tables", spark_args.override(task_id="build_tables_args")(resolved, "build_tables"),
-                       outlets=TABLE_ASSETS)  # fmt: skip
+    build = _spark_job(
+        "build_tables", spark_args.override(task_id="build_tables_args")(resolved, "build_tables"), outlets=TABLE_ASSETS
+    )
     gate = validate(resolved)
     ingest >> build >> gate
     tuned = tune(resolved, gate)

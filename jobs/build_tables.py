@@ -46,7 +46,7 @@ def _previous_date(lake: Path, name: str, run_date: str) -> str | None:
     return earlier[-1] if earlier else None
 
 
-def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915
+def main(argv: list[str] | None = None) -> None:
     """Run the job."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915
     def path(name: str, run_date: str) -> Path:
         return args.lake / name / f"run_date={run_date}"
 
-    def read(name: str, run_date: str):  # noqa: ANN202
+    def read(name: str, run_date: str):
         return spark.read.schema(table(name).spark).parquet(str(path(name, run_date)))
 
-    def optional(name: str):  # noqa: ANN202
+    def optional(name: str):
         return read(name, args.run_date) if path(name, args.run_date).exists() else None
 
     stg_ratings = read("stg_ratings", args.run_date)
@@ -102,15 +102,20 @@ def main(argv: list[str] | None = None) -> None:  # noqa: PLR0915
 
     if stg_events is not None:
         labels = tables.labels_from_events(
-            stg_events, positive_events=args.positive_events.split(","),
-            exposure_events=args.exposure_events.split(","), watch_event=args.watch_event,
+            stg_events,
+            positive_events=args.positive_events.split(","),
+            exposure_events=args.exposure_events.split(","),
+            watch_event=args.watch_event,
             min_watch_seconds=args.min_watch_seconds,
-        )  # fmt: skip
+        )
         labels, unknown_labels = tables.unknown_items(labels, maps["item_map"])
         quarantined.append(unknown_labels)
-        split = (tables.temporal_split if strategy == "temporal" else None)
-        labels = (split(labels, test_fraction=args.test_fraction) if split else
-                  tables.random_split(labels, seed=args.seed, test_fraction=args.test_fraction))  # fmt: skip
+        split = tables.temporal_split if strategy == "temporal" else None
+        labels = (
+            split(labels, test_fraction=args.test_fraction)
+            if split
+            else tables.random_split(labels, seed=args.seed, test_fraction=args.test_fraction)
+        )
         interactions = tables.build_interactions(labels, maps["user_map"], maps["item_map"])
     else:
         interactions = tables.labels_from_ratings(ratings, args.like_threshold)

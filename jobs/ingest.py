@@ -45,9 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def source_from_args(args: argparse.Namespace) -> Source:
     """The source the arguments name."""
     if args.dataset == "synthetic":
-        params = {"n_users": args.n_users, "n_items": args.n_items, "n_groups": args.n_groups,
-                  "mean_ratings_per_user": args.mean_ratings_per_user,
-                  "min_ratings_per_user": args.min_ratings_per_user, "seed": args.seed}  # fmt: skip
+        params = {
+            "n_users": args.n_users,
+            "n_items": args.n_items,
+            "n_groups": args.n_groups,
+            "mean_ratings_per_user": args.mean_ratings_per_user,
+            "min_ratings_per_user": args.min_ratings_per_user,
+            "seed": args.seed,
+        }
         key = "_".join(f"{k}={v}" for k, v in params.items())
         raw = args.raw_dir or args.lake.parent.parent / "raw"
         return SyntheticSource(raw / "synthetic" / key, params)

@@ -38,7 +38,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lo
 @app.command()
 def run(
     run_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today, UTC)")] = None,
-    dataset: Annotated[str, typer.Option(help="synthetic, or a name for real data (ml-100k, ml-1m, ...)")] = "synthetic",
+    dataset: Annotated[
+        str, typer.Option(help="synthetic, or a name for real data (ml-100k, ml-1m, ...)")
+    ] = "synthetic",
     data_dir: Annotated[Path | None, typer.Option(help="folder of real data (layout detected)")] = None,
     split: Annotated[str, typer.Option(help="auto | fold | random | temporal")] = "auto",
     top_k: Annotated[int, typer.Option(help="recommendations per user")] = 10,
@@ -57,9 +59,16 @@ def run(
 
     settings = _settings(home=home)
     date = run_date or datetime.now(UTC).date().isoformat()
-    conf: dict[str, object] = {"run_date": date, "dataset": dataset, "top_k": top_k, "split": split,
-                               "ranking_model": ranking_model, "rating_model": rating_model, "tune": tune,
-                               "tune_trials": tune_trials}  # fmt: skip
+    conf: dict[str, object] = {
+        "run_date": date,
+        "dataset": dataset,
+        "top_k": top_k,
+        "split": split,
+        "ranking_model": ranking_model,
+        "rating_model": rating_model,
+        "tune": tune,
+        "tune_trials": tune_trials,
+    }
     if data_dir is not None:
         conf["data_dir"] = str(data_dir.resolve())
     if users is not None:
@@ -80,8 +89,9 @@ def run(
     start = time.monotonic()
     proc = dags_test(settings.home, date, conf, log_file=log_file, on_line=show_progress)
     if proc.returncode != 0 or dag_run_state(settings.home, date).get("__dag_run__") != "success":
-        console.print(f"[red]recsys_nightly failed for {date}; the store still serves the previous run. "
-                      f"Full log: {log_file}")  # fmt: skip
+        console.print(
+            f"[red]recsys_nightly failed for {date}; the store still serves the previous run. Full log: {log_file}"
+        )
         raise typer.Exit(proc.returncode or 1)
     console.print(f"[green]recsys_nightly succeeded for {date} in {time.monotonic() - start:.0f}s")
     _show(_settings(home=home, dataset=dataset), n_users=3, top=5)
@@ -167,9 +177,17 @@ def runs(home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None) 
     for r in frame.itertuples():
         m = r.metrics if isinstance(r.metrics, dict) else json.loads(r.metrics or "{}")
         rmse, ndcg = m.get("autorec_test_rmse", m.get("cf_test_rmse")), m.get("ranker_ndcg", m.get("cf_ndcg"))
-        t.add_row(r.run_id, str(r.run_date), r.dataset, r.status, r.model_version,
-                  "" if rmse is None else f"{rmse:.4f}", "" if ndcg is None else f"{ndcg:.4f}",
-                  str(r.published_at), "*" if r.run_id == live else "")  # fmt: skip
+        t.add_row(
+            r.run_id,
+            str(r.run_date),
+            r.dataset,
+            r.status,
+            r.model_version,
+            "" if rmse is None else f"{rmse:.4f}",
+            "" if ndcg is None else f"{ndcg:.4f}",
+            str(r.published_at),
+            "*" if r.run_id == live else "",
+        )
     console.print(t)
 
 

@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
+from recsys.config import Settings
 from recsys.data.fetch import (
     BASE_URL_ENV,
     DEFAULT_MAX_EXTRACT_BYTES,
     DEFAULT_TIMEOUT,
     RELEASES,
     FetchError,
-    default_cache_dir,
     fetch_movielens,
 )
 
@@ -33,9 +33,7 @@ def _check_name(name: str) -> str:
 @data_app.command()
 def fetch(
     name: Annotated[str, typer.Argument(help=f"MovieLens release: {', '.join(RELEASES)}", callback=_check_name)],
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="cache folder (default <RECSYS_HOME>/raw/movielens)")
-    ] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="cache folder (default <RECSYS_HOME>/raw/movielens)")] = None,
     base_url: Annotated[
         str | None,
         typer.Option(help="server folder holding NAME.zip (a mirror); default GroupLens", envvar=BASE_URL_ENV),
@@ -56,12 +54,18 @@ def fetch(
     Idempotent: a verified release already in the cache is re-hashed, not
     downloaded. An interrupted download resumes where it stopped.
     """
-    cache = cache_dir if cache_dir is not None else default_cache_dir(home)
+    cache = cache_dir if cache_dir is not None else (Settings(home=home) if home else Settings()).movielens_cache
     try:
         path = fetch_movielens(
-            name, cache, base_url=base_url, force=force, progress=progress, timeout=timeout,
-            max_extract_bytes=max_extract_bytes, keep_archive=keep_archive,
-        )  # fmt: skip
+            name,
+            cache,
+            base_url=base_url,
+            force=force,
+            progress=progress,
+            timeout=timeout,
+            max_extract_bytes=max_extract_bytes,
+            keep_archive=keep_archive,
+        )
     except (FetchError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -72,7 +72,8 @@ class TwoTowerConfig(BaseSettings):
 
     layers: tuple[int, ...] = Field(TwoTowerParams.layers, min_length=1, description="units per tower layer")
     loss: Literal["softmax", "mse", "logistic"] = Field(
-        "softmax", description="softmax: retrieval from positives (what cold-start ranking needs); mse: ratings")
+        "softmax", description="softmax: retrieval from positives (what cold-start ranking needs); mse: ratings"
+    )
     learning_rate: float = Field(TwoTowerParams.learning_rate, gt=0)
     batch_size: int = Field(TwoTowerParams.batch_size, ge=1)
     epochs: int = Field(20, ge=1, description="most epochs; training stops early on the validation loss")
@@ -81,20 +82,31 @@ class TwoTowerConfig(BaseSettings):
     cold_dropout: float = Field(0.3, ge=0, le=1, description="share of pairs trained as if the user were new")
     item_cold_dropout: float = Field(0.1, ge=0, le=1, description="share of items trained as if unrated")
     item_bias: bool = Field(TwoTowerParams.item_bias, description="learnt item bias in the softmax logits")
-    popularity_prior: bool = Field(TwoTowerParams.popularity_prior,
-                                   description="rated items' bias fixed at log(1 + count); towers learn taste on top")
-    demographic_dropout: float = Field(0.8, ge=0, le=1,
-                                       description="share of demographic inputs blanked in cold-dropout rows")
-    calibrate_cold: bool = Field(TwoTowerParams.calibrate_cold,
-                                 description="choose new users' temperature on the validation split (NDCG@10)")
+    popularity_prior: bool = Field(
+        TwoTowerParams.popularity_prior,
+        description="rated items' bias fixed at log(1 + count); towers learn taste on top",
+    )
+    demographic_dropout: float = Field(
+        0.8, ge=0, le=1, description="share of demographic inputs blanked in cold-dropout rows"
+    )
+    calibrate_cold: bool = Field(
+        TwoTowerParams.calibrate_cold, description="choose new users' temperature on the validation split (NDCG@10)"
+    )
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="training ratings held out for early stopping")
     cold_validation_fraction: float = Field(
-        0.1, ge=0, lt=1, description="users held out of training entirely, scored as new users: the cold part of "
-        "early stopping and the cold temperature (0: the validation ratings' users with their history blanked)")
+        0.1,
+        ge=0,
+        lt=1,
+        description="users held out of training entirely, scored as new users: the cold part of "
+        "early stopping and the cold temperature (0: the validation ratings' users with their history blanked)",
+    )
 
 
 class RankerConfig(BaseSettings):
-    """The ranking model: implicit CF (defaults: :class:`recsys.models.implicit_cf.ImplicitCFParams`) blended with EASE."""
+    """The ranking model: implicit CF blended with EASE.
+
+    Defaults: :class:`recsys.models.implicit_cf.ImplicitCFParams` and :class:`recsys.models.ease.EASEParams`.
+    """
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_RANKER_", frozen=True)
 
@@ -107,16 +119,22 @@ class RankerConfig(BaseSettings):
     negatives: Literal["all", "uniform", "popularity"] = ImplicitCFParams.negatives
     neg_ratio: int = Field(ImplicitCFParams.neg_ratio, ge=1)
     pos_weight: float = Field(ImplicitCFParams.pos_weight, gt=0)
-    ease_weight: float = Field(EASE_WEIGHT, ge=0, le=1, description="weight of EASE blended with the factorisation (0: none)")
-    session_seconds: float = Field(ImplicitCFParams.session_seconds, ge=0,
-                                   description="sessions of this length train as pseudo-users (0: none)")
+    ease_weight: float = Field(
+        EASE_WEIGHT, ge=0, le=1, description="weight of EASE blended with the factorisation (0: none)"
+    )
+    session_seconds: float = Field(
+        ImplicitCFParams.session_seconds, ge=0, description="sessions of this length train as pseudo-users (0: none)"
+    )
     ease_l2: float = Field(EASEParams.l2, gt=0, description="EASE's lambda (relative to the mean item count)")
-    ease_item_weight_power: float = Field(EASEParams.item_weight_power, ge=0,
-                                          description="EASE's item weights n_i^-a (0: none)")
-    ease_session_seconds: float = Field(EASEParams.session_seconds, ge=0,
-                                        description="sessions of this length are rows of EASE's Gram matrix (0: none)")
-    ease_rating_weight: float = Field(EASEParams.rating_weight, ge=0,
-                                      description="EASE inputs 1 + c (r - mid) / half (0: 0/1 inputs)")
+    ease_item_weight_power: float = Field(
+        EASEParams.item_weight_power, ge=0, description="EASE's item weights n_i^-a (0: none)"
+    )
+    ease_session_seconds: float = Field(
+        EASEParams.session_seconds, ge=0, description="sessions of this length are rows of EASE's Gram matrix (0: none)"
+    )
+    ease_rating_weight: float = Field(
+        EASEParams.rating_weight, ge=0, description="EASE inputs 1 + c (r - mid) / half (0: 0/1 inputs)"
+    )
 
 
 class Settings(BaseSettings):
@@ -215,6 +233,7 @@ class Settings(BaseSettings):
         if value != "auto" and not 0.0 <= float(value) < 1.0:
             raise ValueError(f"cold_start_segment_weight must be 'auto' or in [0, 1), got {value}")
         return value
+
     use_tuned: bool = True
 
     @property
@@ -229,7 +248,7 @@ class Settings(BaseSettings):
         from recsys.data.fetch import RELEASES  # where `recsys data fetch NAME` extracts a release
 
         folder = RELEASES[self.dataset].folder if self.dataset in RELEASES else self.dataset
-        return self.raw_dir / "movielens" / folder
+        return self.movielens_cache / folder
 
     @property
     def lake(self) -> Path:
@@ -250,6 +269,11 @@ class Settings(BaseSettings):
     def raw_dir(self) -> Path:
         """Cache of generated or downloaded raw sources."""
         return self.home / "raw"
+
+    @property
+    def movielens_cache(self) -> Path:
+        """Where ``recsys data fetch`` extracts MovieLens releases: ``<home>/raw/movielens``."""
+        return self.raw_dir / "movielens"
 
     @property
     def resolved_store_url(self) -> str:

@@ -52,8 +52,10 @@ def read_partition(lake: Path, name: str, run_date: str) -> pd.DataFrame:
     files = sorted(path.glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no {name} partition for run_date={run_date} at {path}")
-    tbl = pq.read_table(files, columns=schema.names) if len(files) == 1 else pa.concat_tables(
-        [pq.read_table(f, columns=schema.names) for f in files]
+    tbl = (
+        pq.read_table(files, columns=schema.names)
+        if len(files) == 1
+        else pa.concat_tables([pq.read_table(f, columns=schema.names) for f in files])
     )
     return tbl.cast(schema.arrow).to_pandas()
 

@@ -8,6 +8,7 @@ wants. ``recsys run``, ``recsys airflow`` and the tests all use it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,9 @@ logger = logging.getLogger(__name__)
 DAG_ID = "recsys_nightly"
 
 
-def airflow_env(home: Path, *, spark_master: str | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def airflow_env(
+    home: Path, *, spark_master: str | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Environment for every Airflow command of this project.
 
     Args:
@@ -145,8 +148,9 @@ def dags_test(
         log_file.parent.mkdir(parents=True, exist_ok=True)
         sink = log_file.open("w")
     try:
-        with subprocess.Popen(cmd, env=env, text=True, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, bufsize=1) as proc:  # fmt: skip
+        with subprocess.Popen(
+            cmd, env=env, text=True, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1
+        ) as proc:
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
@@ -175,7 +179,7 @@ def dag_run_state(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, 
         tasks = con.execute(
             "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, row[0])
         ).fetchall()
-    return {"__dag_run__": row[1], **{t: s for t, s in tasks}}
+    return {"__dag_run__": row[1], **dict(tasks)}
 
 
 def standalone(home: Path, *, grace_seconds: float = 30.0) -> int:
@@ -193,8 +197,11 @@ def standalone(home: Path, *, grace_seconds: float = 30.0) -> int:
 
     env = airflow_env(home)
     ensure_db(env)
-    logger.info("Airflow UI on http://localhost:%s (user admin; password in %s)", env["AIRFLOW__API__PORT"],
-                Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated")  # fmt: skip
+    logger.info(
+        "Airflow UI on http://localhost:%s (user admin; password in %s)",
+        env["AIRFLOW__API__PORT"],
+        Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated",
+    )
     proc = subprocess.Popen([airflow_bin(), "standalone"], env=env, start_new_session=True)
     stopping = False
 
@@ -202,10 +209,8 @@ def standalone(home: Path, *, grace_seconds: float = 30.0) -> int:
         nonlocal stopping
         stopping = True
         logger.info("stopping Airflow (signal %d)", signum)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -37,8 +37,18 @@ from schemas.tables import SCHEMA_VERSION
 logger = logging.getLogger(__name__)
 
 STAGED_TABLES = ("stg_ratings", "stg_items", "stg_users", "stg_splits", "stg_tags", "stg_events", "stg_quarantine")
-GATED_TABLES = ("user_map", "item_map", "ratings", "interactions", "items", "users", "feature_vocab",
-                "item_features", "user_features", "quarantine")
+GATED_TABLES = (
+    "user_map",
+    "item_map",
+    "ratings",
+    "interactions",
+    "items",
+    "users",
+    "feature_vocab",
+    "item_features",
+    "user_features",
+    "quarantine",
+)
 
 
 def git_sha() -> str:
@@ -58,25 +68,50 @@ def spark_job_args(settings: Settings, run_date: str) -> dict[str, list[str]]:
     Returns:
         ``{"ingest": [...], "build_tables": [...]}``, ready for spark-submit.
     """
-    common = ["--lake", str(settings.lake), "--run-date", run_date, "--seed", str(settings.seed),
-              "--max-bad-fraction", str(settings.max_bad_fraction)]  # fmt: skip
+    common = [
+        "--lake",
+        str(settings.lake),
+        "--run-date",
+        run_date,
+        "--seed",
+        str(settings.seed),
+        "--max-bad-fraction",
+        str(settings.max_bad_fraction),
+    ]
     ingest = ["--dataset", settings.dataset, *common, "--raw-dir", str(settings.raw_dir)]
     if settings.dataset == "synthetic":
         syn = settings.synthetic
         ingest += [
-            "--n-users", str(syn.n_users), "--n-items", str(syn.n_items), "--n-groups", str(syn.n_groups),
-            "--mean-ratings-per-user", str(syn.mean_ratings_per_user),
-            "--min-ratings-per-user", str(syn.min_ratings_per_user),
-        ]  # fmt: skip
+            "--n-users",
+            str(syn.n_users),
+            "--n-items",
+            str(syn.n_items),
+            "--n-groups",
+            str(syn.n_groups),
+            "--mean-ratings-per-user",
+            str(syn.mean_ratings_per_user),
+            "--min-ratings-per-user",
+            str(syn.min_ratings_per_user),
+        ]
     else:
         ingest += ["--data-dir", str(settings.source_dir), "--fold", settings.fold]
     build = [
-        *common, "--split", settings.split, "--test-fraction", str(settings.test_fraction),
-        "--like-threshold", str(settings.like_threshold),
-        "--positive-events", ",".join(settings.positive_events),
-        "--exposure-events", ",".join(settings.exposure_events),
-        "--watch-event", settings.watch_event, "--min-watch-seconds", str(settings.min_watch_seconds),
-    ]  # fmt: skip
+        *common,
+        "--split",
+        settings.split,
+        "--test-fraction",
+        str(settings.test_fraction),
+        "--like-threshold",
+        str(settings.like_threshold),
+        "--positive-events",
+        ",".join(settings.positive_events),
+        "--exposure-events",
+        ",".join(settings.exposure_events),
+        "--watch-event",
+        settings.watch_event,
+        "--min-watch-seconds",
+        str(settings.min_watch_seconds),
+    ]
     return {"ingest": ingest, "build_tables": build}
 
 
@@ -96,13 +131,17 @@ def validate(settings: Settings, run_date: str) -> dict[str, Any]:
     drift: dict[str, list[Any]] = {}
     previous = previous_stats(settings.lake, run_date) if settings.drift_checks else None
     if previous is not None:
-        tol = DriftTolerances(rows=settings.drift_rows, distinct=settings.drift_rows,
-                              rating_mean=settings.drift_rating_mean)  # fmt: skip
+        tol = DriftTolerances(
+            rows=settings.drift_rows, distinct=settings.drift_rows, rating_mean=settings.drift_rating_mean
+        )
         drift = drift_expectations(previous[1], tol)
         logger.info("drift checks against the successful run of %s", previous[0])
     report = run_gate(frames, extra=drift)
-    return {"rows": report.rows, "expectations": sum(report.checked.values()),
-            "drift_baseline": previous[0] if previous else None}  # fmt: skip
+    return {
+        "rows": report.rows,
+        "expectations": sum(report.checked.values()),
+        "drift_baseline": previous[0] if previous else None,
+    }
 
 
 def _model_dir(settings: Settings, name: str, run_id: str) -> Path:
@@ -134,8 +173,9 @@ def _training_data(settings: Settings, run_date: str) -> tuple[Any, pd.DataFrame
     except FileNotFoundError:
         pass
     lo, hi = (float(ratings["rating"].min()), float(ratings["rating"].max())) if len(ratings) else (1.0, 5.0)
-    return Split(run_id_for(settings.dataset, run_date), arrays[0], arrays[1], n_users, n_items, lo, hi, genres,
-                 train_ts), ratings  # fmt: skip
+    return Split(
+        run_id_for(settings.dataset, run_date), arrays[0], arrays[1], n_users, n_items, lo, hi, genres, train_ts
+    ), ratings
 
 
 def _positives(settings: Settings, run_date: str, split: Any) -> tuple[np.ndarray, ...]:
@@ -180,8 +220,11 @@ def _params(settings: Settings, model: str, split: Any) -> tuple[Any, dict[str, 
     from recsys.models.cf import CFParams
     from recsys.models.implicit_cf import ImplicitCFParams
 
-    config, cls = {"explicit": (settings.cf, CFParams), "implicit": (settings.ranker, ImplicitCFParams),
-                   "autorec": (settings.autorec, AutoRecParams)}[model]  # fmt: skip
+    config, cls = {
+        "explicit": (settings.cf, CFParams),
+        "implicit": (settings.ranker, ImplicitCFParams),
+        "autorec": (settings.autorec, AutoRecParams),
+    }[model]
     tuned = _tuned(settings, model)
     # A setting that differs from the built-in default was given on purpose (env, DAG param)
     # and beats the search; the others take the search's value where there is one.
@@ -197,8 +240,16 @@ def _params(settings: Settings, model: str, split: Any) -> tuple[Any, dict[str, 
     return cls.from_dict(values), {"tuned": bool(tuned)}
 
 
-def _write_model(settings: Settings, name: str, run_id: str, run_date: str, model: Any, metrics: dict[str, float],
-                 extra: dict[str, Any], split: Any) -> Path:  # fmt: skip
+def _write_model(
+    settings: Settings,
+    name: str,
+    run_id: str,
+    run_date: str,
+    model: Any,
+    metrics: dict[str, float],
+    extra: dict[str, Any],
+    split: Any,
+) -> Path:
     out = model.save(_model_dir(settings, name, run_id))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     manifest = {
@@ -210,8 +261,13 @@ def _write_model(settings: Settings, name: str, run_id: str, run_date: str, mode
         "schema_version": SCHEMA_VERSION,
         "params": asdict(model.params),
         **extra,
-        "data": {"ratings_partition": f"ratings/run_date={run_date}", "n_users": split.n_users,
-                 "n_items": split.n_items, "n_train": len(split.train[0]), "n_test": len(split.test[0])},  # fmt: skip
+        "data": {
+            "ratings_partition": f"ratings/run_date={run_date}",
+            "n_users": split.n_users,
+            "n_items": split.n_items,
+            "n_train": len(split.train[0]),
+            "n_test": len(split.test[0]),
+        },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out
@@ -260,8 +316,16 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
     params, extra = _params(settings, "explicit", split)
     tu, ti, ty = split.train
     fit_start = time.monotonic()
-    model = fit_cf(tu, ti, ty, split.n_users, split.n_items, params,
-                   validation=split.test if len(split.test[0]) else None, progress=progress)  # fmt: skip
+    model = fit_cf(
+        tu,
+        ti,
+        ty,
+        split.n_users,
+        split.n_items,
+        params,
+        validation=split.test if len(split.test[0]) else None,
+        progress=progress,
+    )
     metrics: dict[str, float] = {
         "cf_fit_seconds": time.monotonic() - fit_start,
         "cf_train_rmse": rmse(model.predict(tu, ti), ty),
@@ -272,8 +336,9 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
     metrics.update(_test_metrics(model, split, "cf", settings.top_k))
     if len(split.test[0]):
         for name, base in (("item_mean", ItemMean()), ("global_mean", GlobalMean())):
-            metrics[f"{name}_test_rmse"] = rmse(base.fit(tu, ti, ty, split.n_users, split.n_items).predict(*split.test[:2]),
-                                                split.test[2])  # fmt: skip
+            metrics[f"{name}_test_rmse"] = rmse(
+                base.fit(tu, ti, ty, split.n_users, split.n_items).predict(*split.test[:2]), split.test[2]
+            )
     metrics["cf_seconds"] = time.monotonic() - start
     out = _write_model(settings, "cf", run_id, run_date, model, metrics, extra, split)
     logger.info("cf metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
@@ -301,10 +366,20 @@ def train_autorec(settings: Settings, run_date: str, run_id: str, *, progress: b
     split, _ = _training_data(settings, run_date)
     params, extra = _params(settings, "autorec", split)
     tu, ti, ty = split.train
-    model = fit_autorec(tu, ti, ty, split.n_users, split.n_items, params,
-                        validation=split.test if len(split.test[0]) else None, progress=progress)  # fmt: skip
-    metrics: dict[str, float] = {"autorec_fit_seconds": time.monotonic() - start,
-                                 "autorec_train_rmse": rmse(model.predict(tu, ti), ty)}  # fmt: skip
+    model = fit_autorec(
+        tu,
+        ti,
+        ty,
+        split.n_users,
+        split.n_items,
+        params,
+        validation=split.test if len(split.test[0]) else None,
+        progress=progress,
+    )
+    metrics: dict[str, float] = {
+        "autorec_fit_seconds": time.monotonic() - start,
+        "autorec_train_rmse": rmse(model.predict(tu, ti), ty),
+    }
     metrics.update(_test_metrics(model, split, "autorec", settings.top_k))
     metrics["autorec_seconds"] = time.monotonic() - start
     out = _write_model(settings, "autorec", run_id, run_date, model, metrics, extra, split)
@@ -312,8 +387,9 @@ def train_autorec(settings: Settings, run_date: str, run_id: str, *, progress: b
     return {"model_dir": str(out), "metrics": metrics}
 
 
-def _tower_inputs(settings: Settings, run_date: str, n_users: int, n_items: int, train: pd.DataFrame,
-                  preprocessor: Any = None) -> tuple[Any, np.ndarray, np.ndarray]:  # fmt: skip
+def _tower_inputs(
+    settings: Settings, run_date: str, n_users: int, n_items: int, train: pd.DataFrame, preprocessor: Any = None
+) -> tuple[Any, np.ndarray, np.ndarray]:
     """``(preprocessor, user_x [n_users, d_u], item_x [n_items, d_i])`` from the run's feature tables.
 
     The preprocessor is fitted on the run's feature tables (their statistics come from the
@@ -364,15 +440,18 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
     train = ratings[ratings["split"] == "train"]
     pre, user_x, item_x = _tower_inputs(settings, run_date, split.n_users, split.n_items, train)
     config = settings.two_tower
-    params = TwoTowerParams.from_dict({**config.model_dump(), "rating_min": split.rating_min,
-                                       "rating_max": split.rating_max, "seed": settings.seed})  # fmt: skip
+    params = TwoTowerParams.from_dict(
+        {**config.model_dump(), "rating_min": split.rating_min, "rating_max": split.rating_max, "seed": settings.seed}
+    )
     stream = parquet_chunks(partition_dir(settings.lake, "ratings", run_date))
-    users_out = config.cold_validation_fraction if params.loss == "softmax" else 0.0
-    chunks, validation, cold_validation = validation_chunks(stream, fraction=config.validation_fraction,
-                                                            user_fraction=users_out, seed=settings.seed)  # fmt: skip
+    users_out = params.cold_validation_fraction if params.loss == "softmax" else 0.0
+    chunks, validation, cold_validation = validation_chunks(
+        stream, fraction=params.validation_fraction, user_fraction=users_out, seed=params.seed
+    )
     fit_start = time.monotonic()
-    model = fit_two_tower(user_x, item_x, chunks, params, pre, validation=validation, cold_validation=cold_validation,
-                          progress=progress)  # fmt: skip
+    model = fit_two_tower(
+        user_x, item_x, chunks, params, pre, validation=validation, cold_validation=cold_validation, progress=progress
+    )
     fit_seconds = time.monotonic() - fit_start
     if cold_validation is not None and settings.cold_start_segment_weight == "auto":
         from recsys.models.cold_start import choose_segment_weight
@@ -383,8 +462,11 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
         segment = _segment_popularity(settings, run_date, fit_u, fit_i, split.n_users, split.n_items)
         weight, ndcg = choose_segment_weight(model, segment, user_x, cold_validation, seed=settings.seed)
         model.history["segment_weight"], model.history["segment_ndcg"] = [weight], ndcg
-        logger.info("cold start: segment popularity weight %.1f (validation users' NDCG@10 %s)", weight,
-                    [round(x, 4) for x in ndcg])  # fmt: skip
+        logger.info(
+            "cold start: segment popularity weight %.1f (validation users' NDCG@10 %s)",
+            weight,
+            [round(x, 4) for x in ndcg],
+        )
     epochs = max(len(model.history.get("loss", [])), 1)
     n_held = len(validation[0]) + (len(cold_validation[0]) if cold_validation is not None else 0)
     n_fit = len(train) - n_held
@@ -399,17 +481,28 @@ def train_two_tower(settings: Settings, run_date: str, run_id: str, *, progress:
     }
     metrics.update(_test_metrics(model, split, "two_tower", settings.top_k))
     metrics["two_tower_seconds"] = time.monotonic() - start
-    extra = {"validation_fraction": config.validation_fraction,
-             "cold_validation_users": int(np.unique(cold_validation[0]).size) if cold_validation is not None else 0,
-             "input_dims": {"user": pre.user_dim, "item": pre.item_dim},
-             "feature_tables": [f"user_features/run_date={run_date}", f"item_features/run_date={run_date}"]}  # fmt: skip
+    extra = {
+        "validation_fraction": config.validation_fraction,
+        "cold_validation_users": int(np.unique(cold_validation[0]).size) if cold_validation is not None else 0,
+        "input_dims": {"user": pre.user_dim, "item": pre.item_dim},
+        "feature_tables": [f"user_features/run_date={run_date}", f"item_features/run_date={run_date}"],
+    }
     out = _write_model(settings, "two_tower", run_id, run_date, model, metrics, extra, split)
     logger.info("two-tower metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
     return {"model_dir": str(out), "metrics": metrics}
 
 
-_RANKING_KEYS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "diversity",
-                 "popularity_bias")  # fmt: skip
+_RANKING_KEYS = (
+    "ndcg",
+    "precision",
+    "recall",
+    "map",
+    "hit_rate",
+    "coverage",
+    "novelty",
+    "diversity",
+    "popularity_bias",
+)
 
 
 def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bool = False) -> dict[str, Any]:
@@ -437,17 +530,31 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     pu, pi, pr, pts = _positives(settings, run_date, split)
     r = settings.ranker
     # RankerConfig's ease_<field> settings are EASEParams' <field>s (ease_weight is the blend's)
-    ease_params = EASEParams.from_dict({k.removeprefix("ease_"): v for k, v in r.model_dump().items()
-                                        if k.startswith("ease_") and k != "ease_weight"})  # fmt: skip
-    model, factorisation, members = fit_ranker(pu, pi, split.n_users, split.n_items, cf=params, ease=ease_params,
-                                               ease_weight=r.ease_weight, rating=pr, ts=pts,
-                                               rating_range=(split.rating_min, split.rating_max), seed=settings.seed,
-                                               progress=progress)  # fmt: skip
+    ease_params = EASEParams.from_dict(
+        {k.removeprefix("ease_"): v for k, v in r.model_dump().items() if k.startswith("ease_") and k != "ease_weight"}
+    )
+    model, factorisation, members = fit_ranker(
+        pu,
+        pi,
+        split.n_users,
+        split.n_items,
+        cf=params,
+        ease=ease_params,
+        ease_weight=r.ease_weight,
+        rating=pr,
+        ts=pts,
+        rating_range=(split.rating_min, split.rating_max),
+        seed=settings.seed,
+        progress=progress,
+    )
     if "ease" in members:
         extra = {**extra, "members": members}
     n_pos = np.unique(pu.astype(np.int64) * split.n_items + pi).size
-    metrics: dict[str, float] = {"ranker_fit_seconds": time.monotonic() - start, "n_positives": float(n_pos),
-                                 "k": float(settings.top_k)}  # fmt: skip
+    metrics: dict[str, float] = {
+        "ranker_fit_seconds": time.monotonic() - start,
+        "n_positives": float(n_pos),
+        "k": float(settings.top_k),
+    }
     metrics.update(_test_metrics(model, split, "ranker", settings.top_k))
     if len(split.test[0]):
         if model is not factorisation:
@@ -460,8 +567,14 @@ def train_ranker(settings: Settings, run_date: str, run_id: str, *, progress: bo
     return {"model_dir": str(out), "metrics": metrics}
 
 
-def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[str, ...] | None = None,
-         progress: bool = False) -> dict[str, Any]:  # fmt: skip
+def tune(
+    settings: Settings,
+    run_date: str,
+    *,
+    trials: int = 20,
+    models: tuple[str, ...] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Random search of each model's parameters on a validation split of the training data.
 
     ``models`` (default: every model the run trains): ``explicit``, ``implicit``, ``autorec``.
@@ -488,8 +601,18 @@ def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[s
             u, i = _positives(settings, run_date, split)[:2]  # the search has no times: no sessions
             r = np.ones(len(u))
             base = _params(settings, "implicit", split)[0]
-        result = random_search(model, u, i, r, split.n_users, split.n_items, n_trials=trials, seed=settings.seed,
-                               base=asdict(base), progress=progress)  # fmt: skip
+        result = random_search(
+            model,
+            u,
+            i,
+            r,
+            split.n_users,
+            split.n_items,
+            n_trials=trials,
+            seed=settings.seed,
+            base=asdict(base),
+            progress=progress,
+        )
         doc = {**result.to_json(), "run_date": run_date, "dataset": settings.dataset}
         path = folder / f"{model}.json"
         tmp = path.with_suffix(".tmp")
@@ -500,7 +623,9 @@ def tune(settings: Settings, run_date: str, *, trials: int = 20, models: tuple[s
     return out
 
 
-def build_similar_items(settings: Settings, run_date: str, model_dir: str, tower_dir: str | None = None) -> dict[str, Any]:
+def build_similar_items(
+    settings: Settings, run_date: str, model_dir: str, tower_dir: str | None = None
+) -> dict[str, Any]:
     """Exact nearest items of every item; writes ``similar_items`` (one list per item and source).
 
     Sources: ``cf``, by the explicit CF item vectors, among the items with training
@@ -555,8 +680,9 @@ COLD_START_NOTE = " (new here: chosen by your profile)"
 """Appended to the reason of every recommendation the two-tower model ranked (the serving rule, visible)."""
 
 
-def _segment_popularity(settings: Settings, run_date: str, user_idx: np.ndarray, item_idx: np.ndarray,
-                        n_users: int, n_items: int) -> Any:  # fmt: skip
+def _segment_popularity(
+    settings: Settings, run_date: str, user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int
+) -> Any:
     """Popularity among the users who share a user's demographics (``user_features.demographics``), fitted on the
     training pairs ``(user_idx [n], item_idx [n])`` (:class:`recsys.models.baselines.DemographicPopularity`)."""
     from recsys.models.baselines import DemographicPopularity
@@ -572,8 +698,14 @@ def _segment_popularity(settings: Settings, run_date: str, user_idx: np.ndarray,
     return DemographicPopularity(demographics).fit(u, i, np.ones(u.size), n_users, n_items)
 
 
-def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | None = None,
-              rating_dir: str | None = None, tower_dir: str | None = None) -> dict[str, Any]:  # fmt: skip
+def recommend(
+    settings: Settings,
+    run_date: str,
+    cf_dir: str,
+    ranker_dir: str | None = None,
+    rating_dir: str | None = None,
+    tower_dir: str | None = None,
+) -> dict[str, Any]:
     """Candidates for every user, ranked by the model that serves them; writes ``recommendations``.
 
     Serving rule (per user):
@@ -589,7 +721,7 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
       the serving model (:func:`serving_model_dir`).
     """
     from recsys.models.baselines import Popularity
-    from recsys.models.io import load_model
+    from recsys.models.registry import load_model
     from recsys.models.two_tower import TwoTowerModel
     from recsys.ranking.rank import rank_candidates
     from recsys.retrieval.candidates import build_candidates, profile_candidates
@@ -603,8 +735,9 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
     sim = read_partition(settings.lake, "similar_items", run_date)
     n_items = model.n_items
     train = ratings[ratings["split"] == "train"]
-    popularity = Popularity().fit(train["user_idx"].to_numpy(), train["item_idx"].to_numpy(),
-                                  train["rating"].to_numpy(), model.n_users, n_items)  # fmt: skip
+    popularity = Popularity().fit(
+        train["user_idx"].to_numpy(), train["item_idx"].to_numpy(), train["rating"].to_numpy(), model.n_users, n_items
+    )
     popular = popularity.ranking()
     popular = popular[np.isin(popular, items["item_idx"].to_numpy())]
     everyone = users["user_idx"].to_numpy()
@@ -612,8 +745,14 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
     titles = dict(zip(items["item_idx"].astype(int), items["title"], strict=True))
     n_train = np.bincount(train["user_idx"].to_numpy(), minlength=int(everyone.max(initial=-1)) + 1)
     cold = (n_train[everyone] <= settings.cold_start_max_ratings) if tower_dir else np.zeros(everyone.size, bool)
-    cand = build_candidates(everyone[~cold], history, neighbor_matrix(sim[sim["source"] == "cf"], n_items,
-                            settings.n_neighbors), popular, n_recent=settings.n_recent, n_popular=settings.n_popular)  # fmt: skip
+    cand = build_candidates(
+        everyone[~cold],
+        history,
+        neighbor_matrix(sim[sim["source"] == "cf"], n_items, settings.n_neighbors),
+        popular,
+        n_recent=settings.n_recent,
+        n_popular=settings.n_popular,
+    )
     frames = [rank_candidates(cand, model.predict, top_k=settings.top_k, titles=titles)]
     n_cand = len(cand)
     if cold.any():
@@ -622,30 +761,60 @@ def recommend(settings: Settings, run_date: str, cf_dir: str, ranker_dir: str | 
         catalogue[items["item_idx"].to_numpy()] = True
         segment, weight = None, segment_weight(settings.cold_start_segment_weight, tower)
         if weight > 0 and (n_train[everyone[cold]] == 0).any():
-            segment = _segment_popularity(settings, run_date, train["user_idx"].to_numpy(),
-                                          train["item_idx"].to_numpy(), tower.n_users, tower.n_items)  # fmt: skip
-        cold_model = cold_start_model(tower, popularity, n_train, settings.cold_start_popularity_weight,
-                                      seed=settings.seed, segment=segment,
-                                      segment_weight=weight)  # fmt: skip
+            segment = _segment_popularity(
+                settings,
+                run_date,
+                train["user_idx"].to_numpy(),
+                train["item_idx"].to_numpy(),
+                tower.n_users,
+                tower.n_items,
+            )
+        cold_model = cold_start_model(
+            tower,
+            popularity,
+            n_train,
+            settings.cold_start_popularity_weight,
+            seed=settings.seed,
+            segment=segment,
+            segment_weight=weight,
+        )
         # The items their ranking model puts first (reaching items nobody has rated yet, and their segment's)
-        profile = profile_candidates(everyone[cold], cold_model.score_users, history, settings.n_popular,
-                                     catalogue=catalogue)  # fmt: skip
-        cold_cand = build_candidates(everyone[cold], history, neighbor_matrix(sim[sim["source"] == "two_tower"],
-                                     tower.n_items, settings.n_neighbors), popular, n_recent=settings.n_recent,
-                                     n_popular=settings.n_popular, extra=profile)  # fmt: skip
+        profile = profile_candidates(
+            everyone[cold], cold_model.score_users, history, settings.n_popular, catalogue=catalogue
+        )
+        cold_cand = build_candidates(
+            everyone[cold],
+            history,
+            neighbor_matrix(sim[sim["source"] == "two_tower"], tower.n_items, settings.n_neighbors),
+            popular,
+            n_recent=settings.n_recent,
+            n_popular=settings.n_popular,
+            extra=profile,
+        )
         cold_recs = rank_candidates(cold_cand, cold_model.predict, top_k=settings.top_k, titles=titles)
         cold_recs["reason"] = cold_recs["reason"] + COLD_START_NOTE
         frames.append(cold_recs)
         n_cand += len(cold_cand)
     recs = pd.concat(frames, ignore_index=True).sort_values(["user_idx", "rank"], kind="stable").reset_index(drop=True)
     path = write_partition(recs, settings.lake, "recommendations", run_date)
-    return {"path": str(path), "rows": len(recs), "users": int(recs["user_idx"].nunique()),
-            "candidates_per_user": n_cand / max(len(users), 1), "cold_start_users": int(cold.sum()),
-            "model_version": model_version(serving)}  # fmt: skip
+    return {
+        "path": str(path),
+        "rows": len(recs),
+        "users": int(recs["user_idx"].nunique()),
+        "candidates_per_user": n_cand / max(len(users), 1),
+        "cold_start_users": int(cold.sum()),
+        "model_version": model_version(serving),
+    }
 
 
-def publish(settings: Settings, run_date: str, run_id: str, metrics: dict[str, Any], generated_at: str,
-            version: str | None = None) -> dict[str, Any]:  # fmt: skip
+def publish(
+    settings: Settings,
+    run_date: str,
+    run_id: str,
+    metrics: dict[str, Any],
+    generated_at: str,
+    version: str | None = None,
+) -> dict[str, Any]:
     """Write-audit-publish the run's recommendations and similar items to the store.
 
     Raises:
@@ -698,15 +867,22 @@ def publish(settings: Settings, run_date: str, run_id: str, metrics: dict[str, A
         )
     from recsys.validation.drift import save_stats, table_stats
 
-    save_stats(settings.lake, run_date, table_stats({n: read_partition(settings.lake, n, run_date)
-                                                     for n in GATED_TABLES}))  # fmt: skip
+    save_stats(
+        settings.lake, run_date, table_stats({n: read_partition(settings.lake, n, run_date) for n in GATED_TABLES})
+    )
     logger.info("published run %s: %d recommendations for %d users", run_id, len(recs_out), users.shape[0])
-    return {"run_id": run_id, "recommendations": len(recs_out), "users": int(users.shape[0]),
-            "similar_items": len(sim_out), "audit_ok": bool(report.ok)}  # fmt: skip
+    return {
+        "run_id": run_id,
+        "recommendations": len(recs_out),
+        "users": int(users.shape[0]),
+        "similar_items": len(sim_out),
+        "audit_ok": bool(report.ok),
+    }
 
 
-def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str | list[str],
-                 summary: dict[str, Any]) -> str:  # fmt: skip
+def write_report(
+    settings: Settings, run_date: str, run_id: str, model_dir: str | list[str], summary: dict[str, Any]
+) -> str:
     """The run's HTML report: evaluation metrics, training curves, counts, sample recommendations.
 
     Args:
@@ -714,7 +890,7 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
             models the run skipped, are left out).
     """
     from recsys.evaluation.report import write_run_report
-    from recsys.models.io import read_params
+    from recsys.models.artifacts import read_params
 
     dirs = [model_dir] if isinstance(model_dir, str) else [d for d in model_dir if d]
     metrics: dict[str, Any] = {}
@@ -739,17 +915,29 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
     bars = {
         "Test RMSE: rating models vs baselines (lower is better)": {
             label: metrics[key]
-            for label, key in (("AutoRec", "autorec_test_rmse"), ("CF", "cf_test_rmse"), ("two-tower", "two_tower_test_rmse"),
-                               ("item mean", "item_mean_test_rmse"), ("global mean", "global_mean_test_rmse"))  # fmt: skip
+            for label, key in (
+                ("AutoRec", "autorec_test_rmse"),
+                ("CF", "cf_test_rmse"),
+                ("two-tower", "two_tower_test_rmse"),
+                ("item mean", "item_mean_test_rmse"),
+                ("global mean", "global_mean_test_rmse"),
+            )
             if key in metrics
         }
     }
     k = int(metrics.get("k", settings.top_k))
     for metric in ("ndcg", "precision", "recall", "map"):
-        row = {label: metrics[f"{prefix}_{metric}"] for label, prefix in
-               (("ranker (CF + EASE)", "ranker"), ("AutoRec", "autorec"), ("explicit CF", "cf"),
-                ("two-tower", "two_tower"), ("popularity", "popularity"))
-               if f"{prefix}_{metric}" in metrics}  # fmt: skip
+        row = {
+            label: metrics[f"{prefix}_{metric}"]
+            for label, prefix in (
+                ("ranker (CF + EASE)", "ranker"),
+                ("AutoRec", "autorec"),
+                ("explicit CF", "cf"),
+                ("two-tower", "two_tower"),
+                ("popularity", "popularity"),
+            )
+            if f"{prefix}_{metric}" in metrics
+        }
         if row:
             bars[f"Test {metric.upper() if metric != 'precision' else 'precision'}@{k} (higher is better)"] = row
     try:
@@ -763,9 +951,14 @@ def write_report(settings: Settings, run_date: str, run_id: str, model_dir: str 
     path = settings.reports_dir / run_id / "report.html"
     write_run_report(
         path,
-        run={"run_id": run_id, "run_date": run_date, "dataset": settings.dataset, "status": "published",
-             "model_version": summary.get("model_version", f"cf/{run_id}"),
-             **{k: v for k, v in summary.items() if isinstance(v, (str, int, float))}},  # fmt: skip
+        run={
+            "run_id": run_id,
+            "run_date": run_date,
+            "dataset": settings.dataset,
+            "status": "published",
+            "model_version": summary.get("model_version", f"cf/{run_id}"),
+            **{k: v for k, v in summary.items() if isinstance(v, (str, int, float))},
+        },
         metrics=metrics,
         table_counts=counts,
         loss_history=curves,

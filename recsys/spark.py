@@ -44,7 +44,7 @@ def get_spark(app_name: str, master: str | None = None) -> SparkSession:
     return spark
 
 
-def write_table_partition(df, path: str, run_date: str, n_files: int = 1) -> None:  # noqa: ANN001
+def write_table_partition(df, path: str, run_date: str, n_files: int = 1) -> None:
     """Write a Spark DataFrame as the ``run_date`` partition of the table at ``path``.
 
     Dynamic partition overwrite: only that date's partition is replaced, so a

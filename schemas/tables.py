@@ -87,9 +87,7 @@ class TableSchema:
         from pyspark.sql.pandas.types import from_arrow_type
         from pyspark.sql.types import StructField, StructType
 
-        return StructType(
-            [StructField(c.name, from_arrow_type(c.dtype), nullable=c.nullable) for c in self.columns]
-        )
+        return StructType([StructField(c.name, from_arrow_type(c.dtype), nullable=c.nullable) for c in self.columns])
 
 
 _str = pa.string()

@@ -57,8 +57,9 @@ def write_ml100k_layout(path: Path, *, n_users: int = 120, n_items: int = 80, se
     Returns:
         ``path``, holding u.data, u.item (latin-1), u.user, u.genre, u1.base, u1.test.
     """
-    data = generate(n_users=n_users, n_items=n_items, n_groups=3, mean_ratings_per_user=20,
-                    min_ratings_per_user=10, seed=seed)  # fmt: skip
+    data = generate(
+        n_users=n_users, n_items=n_items, n_groups=3, mean_ratings_per_user=20, min_ratings_per_user=10, seed=seed
+    )
     path.mkdir(parents=True, exist_ok=True)
     r = data.ratings
     lines = [f"{u}\t{i}\t{int(x)}\t{t}" for u, i, x, t in zip(r.user_id, r.item_id, r.rating, r.ts, strict=True)]

@@ -185,27 +185,9 @@ def release_url(name: str, base_url: str | None = None) -> str:
     return f"{resolve_base_url(base_url)}/{get_release(name).archive}"
 
 
-def default_cache_dir(home: Path | None = None) -> Path:
-    """Default cache of downloaded MovieLens releases: ``<RECSYS_HOME>/raw/movielens``.
-
-    Args:
-        home: ``RECSYS_HOME`` override; ``None`` reads the settings.
-
-    Returns:
-        The cache folder (not created).
-    """
-    from recsys.config import Settings
-
-    settings = Settings(home=home) if home is not None else Settings()
-    return settings.raw_dir / "movielens"
-
-
-# --------------------------------------------------------------------------- fetch
-
-
 def fetch_movielens(
     name: str,
-    cache_dir: Path | None = None,
+    cache_dir: Path,
     *,
     base_url: str | None = None,
     force: bool = False,
@@ -218,7 +200,7 @@ def fetch_movielens(
 
     Args:
         name: Release name, one of :data:`RELEASES` (``ml-100k``, ``ml-10m``, ...).
-        cache_dir: Cache folder; default ``<RECSYS_HOME>/raw/movielens``.
+        cache_dir: Cache folder (the CLI passes `Settings.movielens_cache`, `<RECSYS_HOME>/raw/movielens`).
         base_url: Server folder holding ``{name}.zip``; default from
             ``RECSYS_MOVIELENS_BASE_URL``, else GroupLens.
         force: Download and extract again even when a verified copy exists. The
@@ -244,7 +226,7 @@ def fetch_movielens(
     """
     release = get_release(name)
     url = release_url(name, base_url)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     show_progress = sys.stdout.isatty() if progress is None else progress
     target = cache / release.folder
@@ -259,7 +241,7 @@ def fetch_movielens(
                 start = time.monotonic()
                 n_files = _verify_existing(target, embedded)
                 logger.info("%s is already fetched and verified (%d files, %.1fs): %s",
-                            name, n_files, time.monotonic() - start, target)  # fmt: skip
+                            name, n_files, time.monotonic() - start, target)
                 return target
             try:
                 previous = _read_record(target)
@@ -282,7 +264,7 @@ def fetch_movielens(
             _extract_verify_publish(
                 archive, release, target, url=url, embedded=embedded, previous=previous,
                 max_extract_bytes=max_extract_bytes,
-            )  # fmt: skip
+            )
         except (ChecksumError, UnsafeArchiveError):
             archive.unlink(missing_ok=True)
             logger.info("deleted the rejected archive %s", archive)
@@ -319,7 +301,7 @@ def _extract_verify_publish(
         start = time.monotonic()
         n_files, n_bytes = safe_extract(archive, tmp, top_folder=release.folder, max_total_bytes=max_extract_bytes)
         logger.info("extracted %d files (%.1f MB) from %s in %.1fs",
-                    n_files, n_bytes / 1e6, archive.name, time.monotonic() - start)  # fmt: skip
+                    n_files, n_bytes / 1e6, archive.name, time.monotonic() - start)
         staged = tmp / release.folder
         if not staged.is_dir():
             raise UnsafeArchiveError(f"{archive}: no top folder {release.folder}/ in the archive")
@@ -334,10 +316,10 @@ def _extract_verify_publish(
             _compare(actual, previous, root=f"{archive} (extracted)",
                      what=f"the previous fetch's record (if {release.name} changed upstream, "
                           f"delete {target} and fetch again to trust the new files)",
-                     strict=True)  # fmt: skip
+                     strict=True)
         logger.info("sha256 of %d files of %s: %s%s (%.1fs)", len(actual), release.name,
                     "verified against the embedded checksums" if embedded is not None else "recorded (trust on first use)",
-                    ", and match the previous fetch" if previous is not None else "", time.monotonic() - start)  # fmt: skip
+                    ", and match the previous fetch" if previous is not None else "", time.monotonic() - start)
         record = {
             "release": release.name,
             "url": url,
@@ -408,7 +390,7 @@ def _open(url: str, *, timeout: float, headers: Mapping[str, str] | None = None)
 
 
 def _download(url: str, dest: Path, *, timeout: float, progress: bool,
-              chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:  # fmt: skip
+              chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
     """Stream ``url`` to ``dest`` through ``dest.part``, resuming an existing ``.part``."""
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
@@ -506,7 +488,7 @@ class _Progress:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                 TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-            )  # fmt: skip
+            )
             self._bar.__enter__()
             name = self.url.rsplit("/", 1)[-1]
             self._task = self._bar.add_task(name, total=self.total, completed=self._done)
@@ -522,13 +504,13 @@ class _Progress:
         elif done >= self._next_log:
             if self.total:
                 logger.info("%s: %.1f of %.1f MB (%d%%)", self.url, done / 1e6, self.total / 1e6,
-                            100 * done // self.total)  # fmt: skip
+                            100 * done // self.total)
             else:
                 logger.info("%s: %.1f MB", self.url, done / 1e6)
             self._next_log = done + self._step
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+                 tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.__exit__(exc_type, exc, tb)
 
@@ -560,7 +542,7 @@ def _check_md5(url: str, archive: Path, *, timeout: float) -> None:
     actual = _file_digest(archive, "md5")
     if actual != expected:
         raise ChecksumError(f"{archive}: md5 {actual} does not match {expected} published at {md5_url} "
-                            "(corrupted download; the archive was deleted, fetch again)")  # fmt: skip
+                            "(corrupted download; the archive was deleted, fetch again)")
     logger.info("md5 of %s matches %s", archive.name, md5_url)
 
 
@@ -612,7 +594,7 @@ def _read_record(target: Path) -> dict[str, str]:
 
 
 def _compare(actual: Mapping[str, str], expected: Mapping[str, str], *, root: Path | str, what: str,
-             strict: bool) -> None:  # fmt: skip
+             strict: bool) -> None:
     """Raise :class:`ChecksumError` naming every file that is missing or differs."""
     problems = []
     for rel, digest in sorted(expected.items()):
@@ -703,7 +685,7 @@ def safe_extract(
             planned.append((info, path))
         if declared > max_total_bytes:
             raise UnsafeArchiveError(f"{archive}: members add up to {declared} bytes, over the cap of "
-                                     f"{max_total_bytes} (zip bomb?)")  # fmt: skip
+                                     f"{max_total_bytes} (zip bomb?)")
         written = n_files = 0
         for info, path in planned:
             if info.is_dir():
@@ -716,7 +698,7 @@ def safe_extract(
                         written += len(chunk)
                         if written > max_total_bytes:
                             raise UnsafeArchiveError(f"{archive}: more than {max_total_bytes} bytes "
-                                                     "uncompressed (zip bomb?)")  # fmt: skip
+                                                     "uncompressed (zip bomb?)")
                         out.write(chunk)
             except FileExistsError as exc:
                 raise UnsafeArchiveError(f"{archive}: member {info.filename!r} appears twice") from exc

@@ -124,7 +124,7 @@ def rating_parser(sep: str, rules: RatingRules) -> Callable[[str], tuple]:
     def parse(line: str) -> tuple:
         u, i, r, t = split_fields(line, sep, 4)
         return (parse_id(u, "user id", rules.numeric_ids), parse_id(i, "item id", rules.numeric_ids),
-                parse_rating(r, rules), parse_ts(t, rules))  # fmt: skip
+                parse_rating(r, rules), parse_ts(t, rules))
 
     return parse
 
@@ -148,7 +148,7 @@ def ml100k_item_parser(genres: Sequence[str]) -> Callable[[str], tuple]:
         if any(x not in ("0", "1") for x in flags):
             raise Reject("bad_genres", "genre flags must be 0 or 1")
         return (parse_id(f[0], "item id"), f[1], year_of(f[1], f[2]),
-                [g for g, x in zip(genres, flags, strict=True) if x == "1"])  # fmt: skip
+                [g for g, x in zip(genres, flags, strict=True) if x == "1"])
 
     return parse
 
@@ -173,7 +173,7 @@ ML1M_OCCUPATIONS = (
     "doctor/health care", "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer",
     "programmer", "retired", "sales/marketing", "scientist", "self-employed", "technician/engineer",
     "tradesman/craftsman", "unemployed", "writer",
-)  # fmt: skip
+)
 
 
 def dat_user(line: str) -> tuple:
@@ -221,7 +221,7 @@ def tag_parser(sep: str, rules: RatingRules) -> Callable[[str], tuple]:
         if not tag.strip():
             raise Reject("bad_tag", "empty tag")
         return (parse_id(u, "user id", rules.numeric_ids), parse_id(i, "item id", rules.numeric_ids),
-                tag.strip(), parse_ts(t, rules))  # fmt: skip
+                tag.strip(), parse_ts(t, rules))
 
     return parse
 
@@ -251,8 +251,8 @@ def event_parser(rules: RatingRules) -> Callable[[str], tuple]:
                 raise Reject("bad_value", f"value {value!r} is not finite")
         if event.strip().lower() == "rating" and (v is None or not rules.rating_min <= v <= rules.rating_max):
             raise Reject("rating_out_of_range",
-                         f"rating event without a value in [{rules.rating_min:g}, {rules.rating_max:g}]")  # fmt: skip
+                         f"rating event without a value in [{rules.rating_min:g}, {rules.rating_max:g}]")
         return (parse_id(u, "user id", False), parse_id(i, "item id", False), event.strip().lower(),
-                parse_ts(t, rules), v)  # fmt: skip
+                parse_ts(t, rules), v)
 
     return parse

@@ -57,7 +57,7 @@ def check_file(path: Path, *, sep: str, header: Sequence[str] | None = None, enc
         raise SourceError(f"{path}: the file is empty")
     with path.open("rb") as f:
         numbered = ((n, raw.rstrip(b"\r\n").decode(encoding, errors="replace").removeprefix("\ufeff"))
-                    for n, raw in enumerate(f, start=1))  # fmt: skip
+                    for n, raw in enumerate(f, start=1))
         if header is not None:
             _, first = next(numbered)
             expected = [h.lower() for h in header]
@@ -147,12 +147,12 @@ def read_text_file(
                 else:
                     return ("bad", ("ingest", source, line_no, raw.decode(encoding, errors="backslashreplace"),
                                     "bad_encoding", f"bad_encoding: byte {raw[e.start]:#04x} at column "
-                                    f"{e.start + 1} is not valid {encoding}"))  # fmt: skip
+                                    f"{e.start + 1} is not valid {encoding}"))
         else:
             text = raw
             if "\ufffd" in text:
                 return ("bad", ("ingest", source, line_no, text, "bad_encoding",
-                                f"bad_encoding: bytes at column {text.index(chr(0xFFFD)) + 1} are not valid UTF-8"))  # fmt: skip
+                                f"bad_encoding: bytes at column {text.index(chr(0xFFFD)) + 1} are not valid UTF-8"))
         if idx == 0 and text.startswith("\ufeff"):  # a byte-order mark (Excel writes one): not data
             text = text[1:]
         if not text.strip():

@@ -41,7 +41,7 @@ ML100K_GENRES: tuple[str, ...] = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
     "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
     "Romance", "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Staged:
     def tables(self) -> dict[str, DataFrame]:
         """Staged table name -> DataFrame, for the ones present."""
         out = {"stg_ratings": self.ratings, "stg_items": self.items, "stg_users": self.users,
-               "stg_quarantine": self.quarantine}  # fmt: skip
+               "stg_quarantine": self.quarantine}
         for name, df in (("stg_splits", self.splits), ("stg_tags", self.tags), ("stg_events", self.events)):
             if df is not None:
                 out[name] = df
@@ -142,7 +142,7 @@ class MovieLens100K(Source):
                 raise P.SourceError(f"{item_file}:1: {n_flags} genre columns, but u.genre names {len(genres)} genres")
         ratings = read_text_file(spark, self.path / "u.data", P.rating_parser("\t", rules), "stg_ratings", sep="\t")
         items = read_text_file(spark, item_file, P.ml100k_item_parser(genres), "stg_items", sep="|",
-                               encoding="latin-1")  # fmt: skip
+                               encoding="latin-1")
         users = read_text_file(spark, self.path / "u.user", P.ml100k_user, "stg_users", sep="|")
         parts = [ratings, items, users]
         splits = None
@@ -150,7 +150,7 @@ class MovieLens100K(Source):
             fold_parts = []
             for suffix, split in (("base", "train"), ("test", "test")):
                 pf = read_text_file(spark, self.path / f"{self.fold}.{suffix}", P.rating_parser("\t", rules),
-                                    "stg_ratings", sep="\t")  # fmt: skip
+                                    "stg_ratings", sep="\t")
                 parts.append(pf)
                 fold_parts.append(pf.rows.selectExpr("user_id", "item_id", f"'{split}' AS split"))
             splits = _union(fold_parts)
@@ -177,9 +177,9 @@ class MovieLensDat(Source):
         low = 1.0 if (self.path / "users.dat").is_file() else 0.5
         rules = P.RatingRules(rating_min=low, rating_max=5, max_ts=end_of_day(run_date))
         ratings = read_text_file(spark, self.path / "ratings.dat", P.rating_parser("::", rules), "stg_ratings",
-                                 sep="::")  # fmt: skip
+                                 sep="::")
         items = read_text_file(spark, self.path / "movies.dat", P.dat_movie, "stg_items", sep="::",
-                               encoding="utf-8-or-latin-1")  # fmt: skip
+                               encoding="utf-8-or-latin-1")
         parts = [ratings, items]
         users_df = _empty(spark, "stg_users")
         if (self.path / "users.dat").is_file():
@@ -189,11 +189,11 @@ class MovieLensDat(Source):
         tags_df = None
         if (self.path / "tags.dat").is_file():
             tags = read_text_file(spark, self.path / "tags.dat", P.tag_parser("::", rules), "stg_tags", sep="::",
-                                  encoding="utf-8-or-latin-1")  # fmt: skip
+                                  encoding="utf-8-or-latin-1")
             parts.append(tags)
             tags_df = tags.rows
         return Staged(ratings=ratings.rows, items=items.rows, users=users_df, tags=tags_df,
-                      quarantine=_union([p.quarantine for p in parts]), files=[str(p.path) for p in parts])  # fmt: skip
+                      quarantine=_union([p.quarantine for p in parts]), files=[str(p.path) for p in parts])
 
 
 class MovieLensCsv(Source):
@@ -207,18 +207,18 @@ class MovieLensCsv(Source):
     def read(self, spark: SparkSession, *, run_date: str) -> Staged:  # noqa: D102
         rules = P.RatingRules(rating_min=0.5, rating_max=5, max_ts=end_of_day(run_date))
         ratings = read_text_file(spark, self.path / "ratings.csv", P.rating_parser(",", rules), "stg_ratings",
-                                 sep=",", header=["userId", "movieId", "rating", "timestamp"])  # fmt: skip
+                                 sep=",", header=["userId", "movieId", "rating", "timestamp"])
         items = read_text_file(spark, self.path / "movies.csv", P.csv_movie, "stg_items", sep=",",
-                               header=["movieId", "title", "genres"])  # fmt: skip
+                               header=["movieId", "title", "genres"])
         parts = [ratings, items]
         tags_df = None
         if (self.path / "tags.csv").is_file():
             tags = read_text_file(spark, self.path / "tags.csv", P.tag_parser(",", rules), "stg_tags", sep=",",
-                                  header=["userId", "movieId", "tag", "timestamp"])  # fmt: skip
+                                  header=["userId", "movieId", "tag", "timestamp"])
             parts.append(tags)
             tags_df = tags.rows
         return Staged(ratings=ratings.rows, items=items.rows, users=_empty(spark, "stg_users"), tags=tags_df,
-                      quarantine=_union([p.quarantine for p in parts]), files=[str(p.path) for p in parts])  # fmt: skip
+                      quarantine=_union([p.quarantine for p in parts]), files=[str(p.path) for p in parts])
 
 
 class EventLog(Source):
@@ -261,7 +261,7 @@ class EventLog(Source):
                 # Integer ids written as floats (pandas does so when the column has a null): 7.0 -> "7", NaN is missing.
                 n = c.try_cast("long")
                 return (F.when(F.isnan(c), F.lit(None)).when(n.cast("double") == c, n.cast("string"))
-                        .otherwise(c.cast("string")))  # fmt: skip
+                        .otherwise(c.cast("string")))
             return c.cast("string")
 
         df = raw.select(
@@ -294,40 +294,40 @@ class EventLog(Source):
             F.lit("ingest").alias("stage"), F.lit(str(pq_file)).alias("source_file"),
             F.lit(None).cast("long").alias("line_number"), F.col("_raw").alias("raw_line"),
             F.col("_code").alias("reason_code"), F.col("_reason").alias("reason"),
-        )  # fmt: skip
+        )
         return good, bad, [str(pq_file)]
 
     def read(self, spark: SparkSession, *, run_date: str) -> Staged:  # noqa: D102
         from pyspark.sql import functions as F
 
         rules = P.RatingRules(rating_min=self.rating_min, rating_max=self.rating_max, max_ts=end_of_day(run_date),
-                              numeric_ids=False)  # fmt: skip
+                              numeric_ids=False)
         events, bad, files = self._events(spark, rules)
         quarantine = [bad]
         is_rating = F.col("event") == "rating"
         out_of_scale = is_rating & (F.col("value").isNull() | (F.col("value") < rules.rating_min)
-                                    | (F.col("value") > rules.rating_max))  # fmt: skip
+                                    | (F.col("value") > rules.rating_max))
         quarantine.append(events.where(out_of_scale).select(
             F.lit("ingest").alias("stage"), F.lit(files[0]).alias("source_file"),
             F.lit(None).cast("long").alias("line_number"), F.to_json(F.struct(*events.columns)).alias("raw_line"),
             F.lit("rating_out_of_range").alias("reason_code"),
             F.lit(f"rating_out_of_range: rating event without a value in [{rules.rating_min:g}, {rules.rating_max:g}]").alias("reason"),
-        ))  # fmt: skip
+        ))
         events = events.where(~out_of_scale)
         ratings = events.where(is_rating).select("user_id", "item_id", F.col("value").alias("rating"), "ts")
         items_file = self.path / "items.csv"
         if items_file.is_file():
             pf = read_text_file(spark, items_file, partial(P.csv_movie, numeric_ids=False), "stg_items", sep=",",
-                                header=["item_id", "title", "genres"])  # fmt: skip
+                                header=["item_id", "title", "genres"])
             items, files = pf.rows, [*files, str(pf.path)]
             quarantine.append(pf.quarantine)
         else:  # no catalogue: every item seen in the log, titled by its id
             items = events.select("item_id").distinct().select(
                 "item_id", F.col("item_id").alias("title"), F.lit(None).cast("int").alias("year"),
                 F.array().cast("array<string>").alias("genres"),
-            )  # fmt: skip
+            )
         return Staged(ratings=ratings, items=items, users=_empty(spark, "stg_users"), events=events,
-                      quarantine=_union(quarantine), files=files)  # fmt: skip
+                      quarantine=_union(quarantine), files=files)
 
 
 class SyntheticSource(Source):
@@ -361,7 +361,7 @@ def detect_layout(path: Path) -> str:
     """
     path = Path(path)
     for marker, layout in (("u.data", "ml-100k"), ("ratings.dat", "ml-dat"), ("ratings.csv", "ml-csv"),
-                           ("events.csv", "events"), ("events.parquet", "events")):  # fmt: skip
+                           ("events.csv", "events"), ("events.parquet", "events")):
         if (path / marker).exists():
             return layout
     if not path.is_dir():

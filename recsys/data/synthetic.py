@@ -59,13 +59,13 @@ GENRES: tuple[str, ...] = (
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
     "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
     "Thriller", "War", "Western",
-)  # fmt: skip
+)
 COUNTRIES: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "CA")
 OCCUPATIONS: tuple[str, ...] = ("student", "engineer", "artist", "educator", "healthcare", "other")
 _ADJ = ("Silent", "Crimson", "Last", "Hidden", "Broken", "Golden", "Midnight", "Lost", "Wild",
-        "Frozen", "Burning", "Electric", "Forgotten", "Distant", "Secret", "Iron")  # fmt: skip
+        "Frozen", "Burning", "Electric", "Forgotten", "Distant", "Secret", "Iron")
 _NOUN = ("River", "Empire", "Garden", "Signal", "Harbor", "Kingdom", "Mirror", "Voyage",
-         "Storm", "Orchard", "Circuit", "Lantern", "Canyon", "Symphony", "Frontier", "Engine")  # fmt: skip
+         "Storm", "Orchard", "Circuit", "Lantern", "Canyon", "Symphony", "Frontier", "Engine")
 EPOCH_START = 883_612_800  # 1998-01-01, seconds
 SPAN_SECONDS = 2 * 365 * 86_400
 
@@ -202,7 +202,7 @@ class _Users:
         r0, r1 = np.searchsorted(self.user, [lo, hi])
         return _Users(lo, hi, self.group[a:b], self.age[a:b], self.male[a:b], self.occupation[a:b],
                       self.country[a:b], self.user[r0:r1], self.item[r0:r1], self.rating[r0:r1],
-                      self.ts[r0:r1])  # fmt: skip
+                      self.ts[r0:r1])
 
     def side_data(self) -> _Users:
         """The same users without their ratings (copies: keeps no chunk's ratings alive)."""
@@ -220,7 +220,7 @@ class _Users:
             return np.concatenate([getattr(p, name) for p in parts])
 
         return _Users(parts[0].start, parts[-1].stop, cat("group"), cat("age"), cat("male"), cat("occupation"),
-                      cat("country"), cat("user"), cat("item"), cat("rating"), cat("ts"))  # fmt: skip
+                      cat("country"), cat("user"), cat("item"), cat("rating"), cat("ts"))
 
 
 def _catalogue(*, n_items: int, n_groups: int, seed: int) -> _Catalogue:
@@ -265,7 +265,7 @@ def _catalogue(*, n_items: int, n_groups: int, seed: int) -> _Catalogue:
     cdf[:, -1] = 1.0
     stacked_cdf = (cdf + np.arange(n_groups)[:, None]).ravel()
     return _Catalogue(item_genres, quality, years, titles, affinity, item_affinity, log_weight, stacked_cdf,
-                      group_age, group_male, group_country)  # fmt: skip
+                      group_age, group_male, group_country)
 
 
 def _distinct(keys: np.ndarray, *, first: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -348,7 +348,7 @@ def _exposure(rng: np.random.Generator, cat: _Catalogue, group: np.ndarray, k: n
 
 
 def _user_block(cat: _Catalogue, b: int, *, mean_ratings_per_user: float, min_ratings_per_user: int,
-                seed: int) -> _Users:  # fmt: skip
+                seed: int) -> _Users:
     """All ``_BLOCK_USERS`` users of block ``b``, from the block's own random stream."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, b)))
     nb, n = _BLOCK_USERS, cat.n_items
@@ -371,11 +371,11 @@ def _user_block(cat: _Catalogue, b: int, *, mean_ratings_per_user: float, min_ra
     ts = EPOCH_START + rng.integers(0, SPAN_SECONDS, item.size)
     return _Users(start, start + nb, group, age, male, occupation, country,
                   (local + start).astype(np.int64), item.astype(np.int64), rating.astype(np.float64),
-                  ts.astype(np.int64))  # fmt: skip
+                  ts.astype(np.int64))
 
 
 def _iter_users(cat: _Catalogue, *, n_users: int, chunk_users: int, mean_ratings_per_user: float,
-                min_ratings_per_user: int, seed: int) -> Iterator[_Users]:  # fmt: skip
+                min_ratings_per_user: int, seed: int) -> Iterator[_Users]:
     """Users ``[0, n_users)`` in chunks of ``chunk_users`` (the last may be shorter).
 
     Blocks are generated in order and re-cut at chunk boundaries, so the chunk size
@@ -385,7 +385,7 @@ def _iter_users(cat: _Catalogue, *, n_users: int, chunk_users: int, mean_ratings
     lo = 0
     for b in range((n_users + _BLOCK_USERS - 1) // _BLOCK_USERS):
         block = _user_block(cat, b, mean_ratings_per_user=mean_ratings_per_user,
-                            min_ratings_per_user=min_ratings_per_user, seed=seed)  # fmt: skip
+                            min_ratings_per_user=min_ratings_per_user, seed=seed)
         parts.append(block.slice(block.start, min(block.stop, n_users)))
         end = parts[-1].stop
         while end - lo >= chunk_users or (end == n_users and lo < n_users):
@@ -419,7 +419,7 @@ def _users_frame(u: _Users) -> pd.DataFrame:
 
 
 def _check(n_users: int, n_items: int, n_groups: int, mean_ratings_per_user: float, min_ratings_per_user: int,
-           seed: int) -> None:  # fmt: skip
+           seed: int) -> None:
     if n_users < 1 or n_items < 2 or n_groups < 1:
         raise ValueError(f"need n_users >= 1, n_items >= 2, n_groups >= 1; got {n_users}, {n_items}, {n_groups}")
     if mean_ratings_per_user <= 0 or min_ratings_per_user < 0 or seed < 0:
@@ -456,7 +456,7 @@ def generate(
     t0 = time.perf_counter()
     cat = _catalogue(n_items=n_items, n_groups=n_groups, seed=seed)
     (u,) = _iter_users(cat, n_users=n_users, chunk_users=n_users, mean_ratings_per_user=mean_ratings_per_user,
-                       min_ratings_per_user=min_ratings_per_user, seed=seed)  # fmt: skip
+                       min_ratings_per_user=min_ratings_per_user, seed=seed)
     ratings = pd.DataFrame(
         {
             "user_id": (u.user + 1).astype(str),
@@ -466,7 +466,7 @@ def generate(
         }
     )
     logger.info("synthetic data: %d users, %d items, %d ratings (seed %d) in %.2fs",
-                n_users, n_items, len(ratings), seed, time.perf_counter() - t0)  # fmt: skip
+                n_users, n_items, len(ratings), seed, time.perf_counter() - t0)
     return SyntheticData(ratings, _items_frame(cat), _users_frame(u), u.group.astype(np.int64), cat.affinity)
 
 
@@ -477,7 +477,7 @@ def _ratings_table(u: _Users) -> pa.Table:
         [pc.cast(pa.array(u.user + 1), string), pc.cast(pa.array(u.item + 1), string),
          pa.array(u.rating), pa.array(u.ts)],
         schema=table("stg_ratings").arrow,
-    )  # fmt: skip
+    )
 
 
 def _write_table(data: pa.Table, path: Path) -> None:
@@ -557,11 +557,11 @@ def write_parquet(
         "generator_version": GENERATOR_VERSION, "n_users": n_users, "n_items": n_items, "n_groups": n_groups,
         "mean_ratings_per_user": float(mean_ratings_per_user), "min_ratings_per_user": min_ratings_per_user,
         "seed": seed, "chunk_users": chunk_users,
-    }  # fmt: skip
+    }
     meta = _read_success(out_dir)
     if meta is not None and meta.get("params") == params:
         logger.info("synthetic parquet: %s already has these parameters (%d ratings); reusing it",
-                    out_dir, meta["n_ratings"])  # fmt: skip
+                    out_dir, meta["n_ratings"])
         return _files(out_dir, meta, cached=True)
     if meta is None and out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir} exists and is not a synthetic dataset (no {_SUCCESS}); not replacing it")
@@ -572,14 +572,14 @@ def write_parquet(
     try:
         cat = _catalogue(n_items=n_items, n_groups=n_groups, seed=seed)
         _write_table(pa.Table.from_pandas(_items_frame(cat), schema=table("stg_items").arrow, preserve_index=False)
-                     .replace_schema_metadata(None), tmp / "items.parquet")  # fmt: skip
+                     .replace_schema_metadata(None), tmp / "items.parquet")
         (tmp / "ratings").mkdir()
         parts: list[str] = []
         user_chunks: list[_Users] = []
         n_ratings = 0
         for c, u in enumerate(_iter_users(cat, n_users=n_users, chunk_users=chunk_users,
                                           mean_ratings_per_user=mean_ratings_per_user,
-                                          min_ratings_per_user=min_ratings_per_user, seed=seed)):  # fmt: skip
+                                          min_ratings_per_user=min_ratings_per_user, seed=seed)):
             name = f"part-{c:05d}.parquet"
             _write_table(_ratings_table(u), tmp / "ratings" / name)
             parts.append(name)
@@ -588,16 +588,16 @@ def write_parquet(
             logger.debug("synthetic parquet: %s users [%d, %d): %d ratings", name, u.start, u.stop, u.item.size)
         users = _users_frame(_Users.concat(user_chunks))
         _write_table(pa.Table.from_pandas(users, schema=table("stg_users").arrow, preserve_index=False)
-                     .replace_schema_metadata(None), tmp / "users.parquet")  # fmt: skip
+                     .replace_schema_metadata(None), tmp / "users.parquet")
         meta = {"params": params, "n_ratings": n_ratings, "n_users": n_users, "n_items": n_items,
-                "ratings_parts": parts}  # fmt: skip
+                "ratings_parts": parts}
         (tmp / _SUCCESS).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")  # last file
         _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("synthetic parquet: %d users, %d items, %d ratings in %d parts to %s in %.1fs",
-                n_users, n_items, n_ratings, len(parts), out_dir, time.perf_counter() - t0)  # fmt: skip
+                n_users, n_items, n_ratings, len(parts), out_dir, time.perf_counter() - t0)
     return _files(out_dir, meta, cached=False)
 
 

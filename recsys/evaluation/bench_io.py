@@ -17,9 +17,12 @@ from recsys.config import PROJECT_ROOT
 
 #: Report key -> distributions to ask for its version (the first installed one answers).
 LIBRARIES: dict[str, tuple[str, ...]] = {
-    "tensorflow": ("tensorflow-cpu", "tensorflow"), "pyspark": ("pyspark",), "numpy": ("numpy",),
-    "implicit": ("implicit",), "surprise": ("scikit-surprise",),
-}  # fmt: skip
+    "tensorflow": ("tensorflow-cpu", "tensorflow"),
+    "pyspark": ("pyspark",),
+    "numpy": ("numpy",),
+    "implicit": ("implicit",),
+    "surprise": ("scikit-surprise",),
+}
 
 
 def versions() -> dict[str, str | None]:

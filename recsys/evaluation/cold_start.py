@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.evaluation.metrics import ndcg_per_user, ranking_metrics, relevant_lists, top_k_items
+from recsys.evaluation.metrics import ndcg_per_user, ranking_metrics, relevant_lists
+from recsys.retrieval.topk import top_k_items
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +123,15 @@ class ColdStartSplit:
 
     def summary(self) -> dict[str, int]:
         """Counts for reports: users and items per role, ratings per part."""
-        return {"n_train": int(self.train[0].size), "n_test": int(self.test[0].size),
-                "n_cold_users": int(self.cold_users.size), "n_cold_items": int(self.cold_items.size),
-                "n_few_users": int(self.few_users.size), "n_warm_items": int(np.count_nonzero(self.warm_items)),
-                "n_double_cold": self.n_double_cold}  # fmt: skip
+        return {
+            "n_train": int(self.train[0].size),
+            "n_test": int(self.test[0].size),
+            "n_cold_users": int(self.cold_users.size),
+            "n_cold_items": int(self.cold_items.size),
+            "n_few_users": int(self.few_users.size),
+            "n_warm_items": int(np.count_nonzero(self.warm_items)),
+            "n_double_cold": self.n_double_cold,
+        }
 
 
 def _draw(pool: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -192,12 +198,16 @@ def cold_start_split(
     i = np.asarray(item_idx, dtype=np.int64)
     r = np.asarray(rating)
     if u.ndim != 1 or u.shape != i.shape or u.shape != r.shape:
-        raise ValueError(f"user_idx, item_idx and rating must be [n] arrays of one length: {u.shape}, {i.shape}, "
-                         f"{r.shape}")
+        raise ValueError(
+            f"user_idx, item_idx and rating must be [n] arrays of one length: {u.shape}, {i.shape}, {r.shape}"
+        )
     if u.size and (u.min() < 0 or u.max() >= n_users or i.min() < 0 or i.max() >= n_items):
         raise ValueError(f"indices outside [0, {n_users}) x [0, {n_items})")
-    for name, f in (("cold_user_fraction", cold_user_fraction), ("cold_item_fraction", cold_item_fraction),
-                    ("few_user_fraction", few_user_fraction)):  # fmt: skip
+    for name, f in (
+        ("cold_user_fraction", cold_user_fraction),
+        ("cold_item_fraction", cold_item_fraction),
+        ("few_user_fraction", few_user_fraction),
+    ):
         if not 0.0 <= f < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {f}")
     if few_max < 1:
@@ -241,16 +251,25 @@ def cold_start_split(
     is_train = np.empty(u.size, dtype=bool)
     is_train[order] = train_sorted
     split = ColdStartSplit(
-        train=(u[is_train], i[is_train], r[is_train]), test=(u[~is_train], i[~is_train], r[~is_train]),
-        is_train=is_train, cold_users=cold_users, cold_items=cold_items, few_users=few_users,
-        few_kept=few_kept.astype(np.int64), n_users=n_users, n_items=n_items, seed=seed, fold=fold,
-    )  # fmt: skip
+        train=(u[is_train], i[is_train], r[is_train]),
+        test=(u[~is_train], i[~is_train], r[~is_train]),
+        is_train=is_train,
+        cold_users=cold_users,
+        cold_items=cold_items,
+        few_users=few_users,
+        few_kept=few_kept.astype(np.int64),
+        n_users=n_users,
+        n_items=n_items,
+        seed=seed,
+        fold=fold,
+    )
     logger.info("cold-start split (seed %d): %s in %.2fs", seed, split.summary(), time.perf_counter() - start)
     return split
 
 
-def cold_start_split_frame(ratings: pd.DataFrame, *, n_users: int, n_items: int, rating: str = "rating",
-                           **kwargs: Any) -> tuple[pd.DataFrame, ColdStartSplit]:  # fmt: skip
+def cold_start_split_frame(
+    ratings: pd.DataFrame, *, n_users: int, n_items: int, rating: str = "rating", **kwargs: Any
+) -> tuple[pd.DataFrame, ColdStartSplit]:
     """:func:`cold_start_split` of a ratings frame, with its ``split`` column set.
 
     Args:
@@ -264,13 +283,20 @@ def cold_start_split_frame(ratings: pd.DataFrame, *, n_users: int, n_items: int,
     Returns:
         ``(ratings with split = 'train' / 'test', the split)``; the frame keeps its rows and order.
     """
-    split = cold_start_split(ratings["user_idx"].to_numpy(), ratings["item_idx"].to_numpy(),
-                             ratings[rating].to_numpy(), n_users=n_users, n_items=n_items, **kwargs)  # fmt: skip
+    split = cold_start_split(
+        ratings["user_idx"].to_numpy(),
+        ratings["item_idx"].to_numpy(),
+        ratings[rating].to_numpy(),
+        n_users=n_users,
+        n_items=n_items,
+        **kwargs,
+    )
     return ratings.assign(split=np.where(split.is_train, "train", "test")), split
 
 
-def carve_validation(split: ColdStartSplit, *, fraction: float = 0.1, seed: int = 0,
-                     user_fraction: float = 0.0) -> tuple[Triple, Triple, Triple]:  # fmt: skip
+def carve_validation(
+    split: ColdStartSplit, *, fraction: float = 0.1, seed: int = 0, user_fraction: float = 0.0
+) -> tuple[Triple, Triple, Triple]:
     """Validation shares of the training ratings (early stopping, calibration), taken from warm users only.
 
     Few-ratings users keep all of their 1..few_max training ratings in the fitting part, so the
@@ -345,9 +371,16 @@ def rank_candidates(
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
-def _cohort_metrics(model: Any, users: np.ndarray, candidates: np.ndarray, exclude: list[np.ndarray],
-                    relevant: list[np.ndarray], *, k: int,
-                    rng: np.random.Generator) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
+def _cohort_metrics(
+    model: Any,
+    users: np.ndarray,
+    candidates: np.ndarray,
+    exclude: list[np.ndarray],
+    relevant: list[np.ndarray],
+    *,
+    k: int,
+    rng: np.random.Generator,
+) -> tuple[dict[str, float], np.ndarray]:
     """Ranking metrics of one cohort, in the candidates' index space (coverage over the candidates), and
     ``[n_users]`` each user's NDCG@k."""
     lists = rank_candidates(model, users, candidates, exclude, k=k, rng=rng)
@@ -357,8 +390,9 @@ def _cohort_metrics(model: Any, users: np.ndarray, candidates: np.ndarray, exclu
     rel_local = [local[r] for r in relevant]
     m = ranking_metrics(lists_local, rel_local, k=k, n_items=max(candidates.size, 1))
     out = {name: float(m[name]) for name in METRICS}
-    out.update(n_users=int(m["n_users"]), n_candidates=int(candidates.size),
-               n_relevant=int(sum(len(r) for r in relevant)), k=k)  # fmt: skip
+    out.update(
+        n_users=int(m["n_users"]), n_candidates=int(candidates.size), n_relevant=int(sum(len(r) for r in relevant)), k=k
+    )
     return out, ndcg_per_user(lists_local, rel_local, k=k, n_items=max(candidates.size, 1))
 
 
@@ -384,14 +418,24 @@ def cohorts(split: ColdStartSplit) -> dict[str, dict[str, Any]]:
         rel = relevant_lists(vu[sel], vi[sel], split.n_users)
         users = np.unique(vu[sel])
         excl = [np.zeros(0, np.int64) for _ in users] if name == "cold_items" else [seen[x] for x in users]
-        out[name] = {"users": users, "candidates": np.asarray(candidates, np.int64), "exclude": excl,
-                     "relevant": [np.unique(rel[x]) for x in users]}  # fmt: skip
+        out[name] = {
+            "users": users,
+            "candidates": np.asarray(candidates, np.int64),
+            "exclude": excl,
+            "relevant": [np.unique(rel[x]) for x in users],
+        }
     return out
 
 
-def evaluate_cold_start(model: Any, split: ColdStartSplit, *, k: int = 10, seed: int = 0,
-                        only: tuple[str, ...] = COHORTS,
-                        per_user: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+def evaluate_cold_start(
+    model: Any,
+    split: ColdStartSplit,
+    *,
+    k: int = 10,
+    seed: int = 0,
+    only: tuple[str, ...] = COHORTS,
+    per_user: dict[str, np.ndarray] | None = None,
+) -> dict[str, dict[str, float]]:
     """Ranking metrics of ``model`` on each cold-start cohort of ``split`` (see the module docstring).
 
     Args:
@@ -416,16 +460,26 @@ def evaluate_cold_start(model: Any, split: ColdStartSplit, *, k: int = 10, seed:
             continue
         if cohort["users"].size == 0 or cohort["candidates"].size == 0:
             logger.warning("cold-start cohort %s: no user to evaluate", name)
-            out[name] = {**{m: float("nan") for m in METRICS}, "n_users": 0,
-                         "n_candidates": int(cohort["candidates"].size), "n_relevant": 0, "k": k}  # fmt: skip
+            out[name] = {
+                **{m: float("nan") for m in METRICS},
+                "n_users": 0,
+                "n_candidates": int(cohort["candidates"].size),
+                "n_relevant": 0,
+                "k": k,
+            }
             if per_user is not None:
                 per_user[name] = np.full(cohort["users"].size, np.nan)
             continue
         rng = np.random.default_rng([seed, c])
-        out[name], ndcg = _cohort_metrics(model, cohort["users"], cohort["candidates"], cohort["exclude"],
-                                          cohort["relevant"], k=k, rng=rng)  # fmt: skip
+        out[name], ndcg = _cohort_metrics(
+            model, cohort["users"], cohort["candidates"], cohort["exclude"], cohort["relevant"], k=k, rng=rng
+        )
         if per_user is not None:
             per_user[name] = ndcg
-    logger.info("cold-start evaluation of %s: %s in %.2fs", type(model).__name__,
-                {n: round(m["ndcg"], 4) for n, m in out.items()}, time.perf_counter() - start)  # fmt: skip
+    logger.info(
+        "cold-start evaluation of %s: %s in %.2fs",
+        type(model).__name__,
+        {n: round(m["ndcg"], 4) for n, m in out.items()},
+        time.perf_counter() - start,
+    )
     return out

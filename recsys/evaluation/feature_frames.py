@@ -46,8 +46,9 @@ def indexed_ratings(staged: Any) -> Indexed:
 
     from recsys.features import tables
 
-    user_map = tables.update_id_map(None, staged.ratings.select("user_id").unionByName(staged.users.select("user_id")),
-                                    "user_id", "user_idx").cache()  # fmt: skip
+    user_map = tables.update_id_map(
+        None, staged.ratings.select("user_id").unionByName(staged.users.select("user_id")), "user_id", "user_idx"
+    ).cache()
     item_map = tables.update_id_map(None, staged.items.select("item_id"), "item_id", "item_idx").cache()
     rated, _ = tables.unknown_items(tables.latest_per_pair(staged.ratings), item_map)
     frame = tables.build_ratings(rated.withColumn("split", F.lit("train")), user_map, item_map).toPandas()
@@ -55,7 +56,9 @@ def indexed_ratings(staged: Any) -> Indexed:
     return Indexed(frame, user_map, item_map, user_map.count(), item_map.count())
 
 
-def feature_frames(spark: Any, staged: Any, indexed: Indexed, ratings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def feature_frames(
+    spark: Any, staged: Any, indexed: Indexed, ratings: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(user_features, item_features)`` (pandas, row ``k`` = index ``k``) for ``ratings`` with the caller's ``split``.
 
     Raises:
@@ -72,8 +75,10 @@ def feature_frames(spark: Any, staged: Any, indexed: Indexed, ratings: pd.DataFr
     user_features = features.build_user_features(users, frame, items, vocab).toPandas()
     item_features = item_features.sort_values("item_idx", ignore_index=True)
     user_features = user_features.sort_values("user_idx", ignore_index=True)
-    if not (np.array_equal(item_features["item_idx"], np.arange(indexed.n_items))
-            and np.array_equal(user_features["user_idx"], np.arange(indexed.n_users))):  # fmt: skip
+    if not (
+        np.array_equal(item_features["item_idx"], np.arange(indexed.n_items))
+        and np.array_equal(user_features["user_idx"], np.arange(indexed.n_users))
+    ):
         raise ValueError("the feature tables do not hold exactly one row per user_idx / item_idx")
     for df in (frame, items, users, vocab):
         df.unpersist()

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from recsys.evaluation.metrics import ranking_metrics, rating_metrics, relevant_lists, top_k_items
+from recsys.evaluation.metrics import ranking_metrics, rating_metrics, relevant_lists
+from recsys.retrieval.topk import top_k_items
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +112,19 @@ def ml100k_folds(data_dir: Path, folds: tuple[int, ...] = ML100K_FOLDS) -> list[
     out = []
     for n in folds:
         *train, ts = _read_ml100k(data_dir / f"u{n}.base")
-        out.append(Split(f"u{n}", tuple(train), _read_ml100k_ratings(data_dir / f"u{n}.test"), n_users, n_items,
-                         1.0, 5.0, genres, ts))  # fmt: skip
+        out.append(
+            Split(
+                f"u{n}",
+                tuple(train),
+                _read_ml100k_ratings(data_dir / f"u{n}.test"),
+                n_users,
+                n_items,
+                1.0,
+                5.0,
+                genres,
+                ts,
+            )
+        )
     return out
 
 
@@ -206,14 +218,17 @@ def evaluate(model: Any, split: Split, *, k: int = 10, popularity_lists: np.ndar
         ``rmse``, ``mae``, ``n_unknown`` (when the model predicts ratings) and the
         ranking metrics at ``k`` (when it scores users), plus ``predict_seconds``.
     """
-    tu, ti, tr = split.train
+    tu, ti, _tr = split.train
     vu, vi, vr = split.test
     out: dict[str, float] = {}
     start = time.monotonic()
     if hasattr(model, "predict") and getattr(model, "predicts_ratings", True):
         known = np.isin(vu, np.unique(tu)) & np.isin(vi, np.unique(ti))
-        out.update(rating_metrics(model.predict(vu, vi), vr, rating_min=split.rating_min,
-                                  rating_max=split.rating_max, known=known))  # fmt: skip
+        out.update(
+            rating_metrics(
+                model.predict(vu, vi), vr, rating_min=split.rating_min, rating_max=split.rating_max, known=known
+            )
+        )
     if hasattr(model, "score_users"):
         lists, users = ranked_lists(model, split, k=k)
         out.update(ranking_metrics_for(lists, users, split, k=k, popularity_lists=popularity_lists))
@@ -239,6 +254,12 @@ def ranking_metrics_for(
     pairs = np.unique(tu * split.n_items + ti)
     popularity = np.bincount(pairs % split.n_items, minlength=split.n_items)
     return ranking_metrics(
-        lists, [relevant[u] for u in users], k=k, n_items=split.n_items, item_popularity=popularity,
-        n_train_users=int(np.unique(tu).size), item_genres=split.item_genres, popularity_baseline=popularity_lists,
-    )  # fmt: skip
+        lists,
+        [relevant[u] for u in users],
+        k=k,
+        n_items=split.n_items,
+        item_popularity=popularity,
+        n_train_users=int(np.unique(tu).size),
+        item_genres=split.item_genres,
+        popularity_baseline=popularity_lists,
+    )

@@ -62,7 +62,7 @@ import importlib
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -98,7 +98,9 @@ class Reference(Protocol):
     name: str
     fit_seconds_: float
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> Reference:
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> Reference:
         """Fit on observed pairs.
 
         Args:
@@ -126,7 +128,7 @@ class Reference(Protocol):
 def _importable(module: str) -> bool:
     try:
         importlib.import_module(module)
-    except Exception:  # noqa: BLE001 - a broken binary install counts as unavailable too
+    except Exception:
         return False
     return True
 
@@ -151,7 +153,9 @@ def _require(adapter: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"{adapter} needs the module {module!r}, which does not import ({exc}). Install it: {pip}") from exc
+        raise ImportError(
+            f"{adapter} needs the module {module!r}, which does not import ({exc}). Install it: {pip}"
+        ) from exc
 
 
 def _check_fit_input(
@@ -162,7 +166,9 @@ def _check_fit_input(
     i = np.asarray(item_idx)
     r = np.asarray(rating, dtype=np.float64)
     if not (u.ndim == i.ndim == r.ndim == 1 and u.shape == i.shape == r.shape):
-        raise ValueError(f"user_idx, item_idx and rating must be 1-D of one length, got {u.shape}, {i.shape}, {r.shape}")
+        raise ValueError(
+            f"user_idx, item_idx and rating must be 1-D of one length, got {u.shape}, {i.shape}, {r.shape}"
+        )
     if u.size == 0:
         raise ValueError("no training pairs")
     if not (np.issubdtype(u.dtype, np.integer) and np.issubdtype(i.dtype, np.integer)):
@@ -170,8 +176,10 @@ def _check_fit_input(
     if n_users <= 0 or n_items <= 0:
         raise ValueError(f"n_users and n_items must be positive, got {n_users} and {n_items}")
     if u.min() < 0 or u.max() >= n_users or i.min() < 0 or i.max() >= n_items:
-        raise ValueError(f"indices out of range: users {u.min()}..{u.max()} (n_users={n_users}), "
-                         f"items {i.min()}..{i.max()} (n_items={n_items})")  # fmt: skip
+        raise ValueError(
+            f"indices out of range: users {u.min()}..{u.max()} (n_users={n_users}), "
+            f"items {i.min()}..{i.max()} (n_items={n_items})"
+        )
     if not np.all(np.isfinite(r)):
         raise ValueError("rating has non-finite values")
     return u.astype(np.int64), i.astype(np.int64), r
@@ -214,17 +222,26 @@ class _FactorReference:
 
     def _finish_fit(self, n_obs: int) -> None:
         """Zero unknown rows, check finiteness, log the stage."""
-        for name, arr in (("user_factors_", self.user_factors_), ("item_factors_", self.item_factors_),
-                          ("user_bias_", self.user_bias_), ("item_bias_", self.item_bias_)):  # fmt: skip
+        for name, arr in (
+            ("user_factors_", self.user_factors_),
+            ("item_factors_", self.item_factors_),
+            ("user_bias_", self.user_bias_),
+            ("item_bias_", self.item_bias_),
+        ):
             if not np.all(np.isfinite(arr)):
                 raise FloatingPointError(f"{self.name}: {name} has non-finite values after fit")
         self.user_factors_[~self.known_users_] = 0.0
         self.item_factors_[~self.known_items_] = 0.0
         self.user_bias_[~self.known_users_] = 0.0
         self.item_bias_[~self.known_items_] = 0.0
-        logger.info("%s: fitted on %d pairs (%d users, %d items with data) in %.3f s",
-                    self.name, n_obs, int(self.known_users_.sum()), int(self.known_items_.sum()),
-                    self.fit_seconds_)  # fmt: skip
+        logger.info(
+            "%s: fitted on %d pairs (%d users, %d items with data) in %.3f s",
+            self.name,
+            n_obs,
+            int(self.known_users_.sum()),
+            int(self.known_items_.sum()),
+            self.fit_seconds_,
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "item_factors_"):
@@ -357,7 +374,9 @@ class SparkALS(_FactorReference):
         self.name = name or ("spark-als-implicit" if implicit_prefs else "spark-als-explicit")
         self.fit_seconds_ = math.nan
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> SparkALS:
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> SparkALS:
         """Fit Spark ALS; time only ``ALS.fit`` on a cached, counted DataFrame.
 
         Args:
@@ -379,7 +398,9 @@ class SparkALS(_FactorReference):
             raise ValueError("Spark ALS needs user and item indices that fit in int32")
         self._set_known(u, i, n_users, n_items)
         values = np.ones_like(r) if (self.implicit_prefs and self.binary) else r
-        pdf = pd.DataFrame({"user": u.astype(np.int32), "item": i.astype(np.int32), "rating": values.astype(np.float32)})
+        pdf = pd.DataFrame(
+            {"user": u.astype(np.int32), "item": i.astype(np.int32), "rating": values.astype(np.float32)}
+        )
         # A DataFrame made from local data ships its rows inside every task of every
         # stage that reads it (lineage), even from the cache; a shuffle cuts that.
         n_parts = int(self.spark.conf.get("spark.sql.shuffle.partitions") or 4)
@@ -388,10 +409,19 @@ class SparkALS(_FactorReference):
         _ensure_checkpoint_dir(self.spark)
         blocks = {} if self.num_blocks is None else {"numUserBlocks": self.num_blocks, "numItemBlocks": self.num_blocks}
         als = recommendation.ALS(
-            rank=self.rank, maxIter=self.max_iter, regParam=self.reg_param, implicitPrefs=self.implicit_prefs,
-            alpha=self.alpha, userCol="user", itemCol="item", ratingCol="rating", seed=self.seed,
-            coldStartStrategy="nan", nonnegative=False, **blocks,
-        )  # fmt: skip
+            rank=self.rank,
+            maxIter=self.max_iter,
+            regParam=self.reg_param,
+            implicitPrefs=self.implicit_prefs,
+            alpha=self.alpha,
+            userCol="user",
+            itemCol="item",
+            ratingCol="rating",
+            seed=self.seed,
+            coldStartStrategy="nan",
+            nonnegative=False,
+            **blocks,
+        )
         try:
             start = time.perf_counter()
             model = als.fit(df)  # trains eagerly; the factor RDDs are persisted and counted inside
@@ -454,8 +484,8 @@ class ImplicitALS(_FactorReference):
     of a 1). The library's confidence is ``c_ui = 1 + alpha * value`` and its
     preference ``p_ui = 1`` for every stored value. With the defaults this
     reproduces the MovieLens 100K figures quoted for ``implicit`` (5-fold mean
-    NDCG@10 0.478 on u1..u5); rating-valued input scores lower (0.427). Uses 2 threads, no progress bar, and a single-threaded BLAS during the
-    fit (the library's own recommendation).
+    NDCG@10 0.478 on u1..u5); rating-valued input scores lower (0.427). Uses 2 threads, no progress bar,
+    and a single-threaded BLAS during the fit (the library's own recommendation).
 
     Fallbacks: :meth:`predict` is ``x_u . y_i`` and returns 0.0 for a pair with an
     unknown user or item; ranking fallbacks are the module's.
@@ -493,7 +523,9 @@ class ImplicitALS(_FactorReference):
         self.name = name
         self.fit_seconds_ = math.nan
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> ImplicitALS:
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> ImplicitALS:
         """Fit on a ``[n_users, n_items]`` CSR matrix; time only the library's ``fit``.
 
         Args:
@@ -517,9 +549,13 @@ class ImplicitALS(_FactorReference):
             user_items.data[:] = 1.0  # a pair listed twice is still one interaction
         with threadpool_limits(1, "blas"):  # the constructor checks it, the solver needs it
             model = als_mod.AlternatingLeastSquares(
-                factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-                iterations=self.iterations, random_state=self.seed, num_threads=self.num_threads,
-            )  # fmt: skip
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.seed,
+                num_threads=self.num_threads,
+            )
             start = time.perf_counter()
             model.fit(user_items, show_progress=False)
             self.fit_seconds_ = time.perf_counter() - start
@@ -574,7 +610,9 @@ class ImplicitBPR(_FactorReference):
         self.name = name
         self.fit_seconds_ = math.nan
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> ImplicitBPR:
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> ImplicitBPR:
         """Fit on a ``[n_users, n_items]`` binary CSR matrix; time only the library's ``fit``.
 
         Args:
@@ -594,9 +632,13 @@ class ImplicitBPR(_FactorReference):
         user_items = _user_item_csr(u, i, np.ones_like(r), n_users, n_items)
         user_items.data[:] = 1.0  # a pair listed twice is still one positive
         model = bpr_mod.BayesianPersonalizedRanking(
-            factors=self.factors, learning_rate=self.learning_rate, regularization=self.regularization,
-            iterations=self.iterations, random_state=self.seed, num_threads=self.num_threads,
-        )  # fmt: skip
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            random_state=self.seed,
+            num_threads=self.num_threads,
+        )
         start = time.perf_counter()
         model.fit(user_items, show_progress=False)
         self.fit_seconds_ = time.perf_counter() - start
@@ -621,7 +663,7 @@ class _SurpriseBase(_FactorReference):
 
     _adapter: str
     _algorithm: str  # the surprise class: SVD or SVDpp
-    _algo_kwargs: dict[str, Any] = {}
+    _algo_kwargs: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, n_factors: int, n_epochs: int, lr_all: float, reg_all: float, seed: int, *, name: str) -> None:
         self.n_factors = n_factors
@@ -633,15 +675,22 @@ class _SurpriseBase(_FactorReference):
         self.fit_seconds_ = math.nan
 
     def _algo(self, surprise: Any) -> Any:
-        return getattr(surprise, self._algorithm)(n_factors=self.n_factors, n_epochs=self.n_epochs,
-                                                  lr_all=self.lr_all, reg_all=self.reg_all, random_state=self.seed,
-                                                  **self._algo_kwargs)  # fmt: skip
+        return getattr(surprise, self._algorithm)(
+            n_factors=self.n_factors,
+            n_epochs=self.n_epochs,
+            lr_all=self.lr_all,
+            reg_all=self.reg_all,
+            random_state=self.seed,
+            **self._algo_kwargs,
+        )
 
     def _user_factors(self, algo: Any, trainset: Any) -> np.ndarray:
         """``[trainset.n_users, k]`` effective user factors, in Surprise's inner-id order."""
         return np.asarray(algo.pu, dtype=np.float64)
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> _SurpriseBase:
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> _SurpriseBase:
         """Fit on a Surprise ``Trainset`` built before the timer; time only ``algo.fit``.
 
         Args:
@@ -703,8 +752,16 @@ class SurpriseSVD(_SurpriseBase):
     _adapter = "SurpriseSVD"
     _algorithm = "SVD"
 
-    def __init__(self, n_factors: int = 100, n_epochs: int = 50, lr_all: float = 0.01, reg_all: float = 0.1,
-                 seed: int = 42, *, name: str = "surprise-svd") -> None:  # fmt: skip
+    def __init__(
+        self,
+        n_factors: int = 100,
+        n_epochs: int = 50,
+        lr_all: float = 0.01,
+        reg_all: float = 0.1,
+        seed: int = 42,
+        *,
+        name: str = "surprise-svd",
+    ) -> None:
         super().__init__(n_factors, n_epochs, lr_all, reg_all, seed, name=name)
 
 
@@ -727,10 +784,18 @@ class SurpriseSVDpp(_SurpriseBase):
 
     _adapter = "SurpriseSVDpp"
     _algorithm = "SVDpp"
-    _algo_kwargs = {"cache_ratings": True}
+    _algo_kwargs: ClassVar[dict[str, Any]] = {"cache_ratings": True}
 
-    def __init__(self, n_factors: int = 20, n_epochs: int = 20, lr_all: float = 0.007, reg_all: float = 0.02,
-                 seed: int = 42, *, name: str = "surprise-svdpp") -> None:  # fmt: skip
+    def __init__(
+        self,
+        n_factors: int = 20,
+        n_epochs: int = 20,
+        lr_all: float = 0.007,
+        reg_all: float = 0.02,
+        seed: int = 42,
+        *,
+        name: str = "surprise-svdpp",
+    ) -> None:
         super().__init__(n_factors, n_epochs, lr_all, reg_all, seed, name=name)
 
     def _user_factors(self, algo: Any, trainset: Any) -> np.ndarray:

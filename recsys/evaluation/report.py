@@ -15,6 +15,7 @@ complete new one, never a truncated file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -253,7 +254,7 @@ def _format_duration(seconds: Any) -> str:
     total = float(seconds)
     if total < 60:
         return f"{total:.2f} s"
-    whole = int(round(total))
+    whole = round(total)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -288,10 +289,7 @@ def _run_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         seen.add(key)
         value = run[key]
-        if key.startswith("duration"):
-            text = _format_duration(value)
-        else:
-            text = _format_value(value)
+        text = _format_duration(value) if key.startswith("duration") else _format_value(value)
         badge = None
         if key == "status" and value is not None:
             badge = _STATUS_CLASSES.get(str(value).strip().lower(), "")
@@ -305,7 +303,7 @@ def _run_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     for key in sorted(k for k in run if k not in seen):
         value = run[key]
-        if key.endswith("_seconds") or key.endswith("_duration_s"):
+        if key.endswith(("_seconds", "_duration_s")):
             text = _format_duration(value)
         elif isinstance(value, Mapping):
             text = ", ".join(f"{k}={_format_value(v)}" for k, v in value.items())
@@ -334,15 +332,16 @@ def _sample_table(
         pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col])
         for col in frame.columns
     ]
-    columns = [(str(col), is_num) for col, is_num in zip(frame.columns, numeric)]
+    columns = [(str(col), is_num) for col, is_num in zip(frame.columns, numeric, strict=False)]
     rows: list[list[tuple[str, bool]]] = []
     for record in frame.itertuples(index=False, name=None):
         cells: list[tuple[str, bool]] = []
-        for value, is_num in zip(record, numeric):
+        for value, is_num in zip(record, numeric, strict=False):
             if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)):
                 text = "\u2014"
-            elif isinstance(value, float) or (is_num and isinstance(value, numbers.Real)
-                                              and not isinstance(value, numbers.Integral)):
+            elif isinstance(value, float) or (
+                is_num and isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+            ):
                 text = _format_number(value)
             else:
                 text = str(value)
@@ -367,9 +366,7 @@ def _render(
         # Several figures: {"figure title": {"series": [...], ...}, ...}.
         for name, group in loss_history.items():
             series = {str(k): list(v) for k, v in group.items()}  # type: ignore[union-attr]
-            line_svgs.append(
-                Markup(line_chart(series, title=str(name), x_label="epoch", y_label=str(name)))
-            )
+            line_svgs.append(Markup(line_chart(series, title=str(name), x_label="epoch", y_label=str(name))))
     elif loss_history:
         # The usual shape: {"train RMSE": [...], "test RMSE": [...]} -> one figure.
         series = {str(k): list(v) for k, v in loss_history.items()}
@@ -387,7 +384,7 @@ def _render(
     template = _ENV.from_string(_TEMPLATE)
     return template.render(
         run_id=_format_value(run.get("run_id", "unknown")),
-        generated_at=dt.datetime.now(dt.timezone.utc).isoformat(sep=" ", timespec="seconds"),
+        generated_at=dt.datetime.now(dt.UTC).isoformat(sep=" ", timespec="seconds"),
         run_rows=_run_rows(run),
         metric_rows=[(str(k), _format_number(v)) for k, v in metrics.items()],
         count_rows=[(str(k), _format_count(v)) for k, v in table_counts.items()],
@@ -416,10 +413,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
         os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a report is meant to be read.
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
     try:  # Persist the rename itself; best effort (not supported everywhere).
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -143,7 +143,7 @@ def _decimals_for_step(step: float) -> int:
     """Decimals needed so that consecutive ticks ``step`` apart print distinctly."""
     if step <= 0 or not math.isfinite(step):
         return 2
-    for decimals in range(0, 9):
+    for decimals in range(9):
         if abs(round(step, decimals) - step) < step * 1e-6:
             return decimals
     return 8
@@ -308,7 +308,7 @@ def line_chart(
         return left + (index - x_lo) / (x_hi - x_lo) * (right - left)
 
     # Grid and y ticks.
-    for tick, label in zip(y_ticks, tick_labels):
+    for tick, label in zip(y_ticks, tick_labels, strict=False):
         y = sy(tick)
         parts.append(
             f'<line x1="{_px(left)}" y1="{_px(y)}" x2="{_px(right)}" y2="{_px(y)}" '
@@ -328,8 +328,7 @@ def line_chart(
     for tick in sorted(set(x_ticks)):
         x = sx(tick)
         parts.append(
-            f'<line x1="{_px(x)}" y1="{_px(bottom)}" x2="{_px(x)}" y2="{_px(bottom + 5)}" '
-            f'stroke="{_AXIS_COLOR}"/>'
+            f'<line x1="{_px(x)}" y1="{_px(bottom)}" x2="{_px(x)}" y2="{_px(bottom + 5)}" stroke="{_AXIS_COLOR}"/>'
         )
         parts.append(
             f'<text x="{_px(x)}" y="{_px(bottom + 18)}" text-anchor="middle" font-size="11" '
@@ -347,7 +346,7 @@ def line_chart(
     )
 
     # Series: one polyline per run of consecutive finite points.
-    for index, (name, values) in enumerate(zip(names, cleaned)):
+    for index, (name, values) in enumerate(zip(names, cleaned, strict=False)):
         color = PALETTE[index % len(PALETTE)]
         parts.append(f'<g class="series" data-name="{_esc(name)}">')
         segments: list[list[tuple[int, float]]] = [[]]
@@ -470,7 +469,7 @@ def bar_chart(
         return left + (value - lo) / span * (right - left)
 
     zero_x = sx(0.0)
-    for i, (label, shown, raw, value) in enumerate(zip(display_labels, printed, labels, values)):
+    for i, (label, shown, raw, value) in enumerate(zip(display_labels, printed, labels, values, strict=False)):
         y = top + i * (bar_height + gap) + gap / 2
         mid = y + bar_height / 2 + 4
         color = PALETTE[0]
@@ -490,8 +489,7 @@ def bar_chart(
         else:
             text_x = zero_x + 6
         parts.append(
-            f'<text x="{_px(text_x)}" y="{_px(mid)}" fill="{_TEXT_COLOR}" '
-            f'class="bar-value">{_esc(shown)}</text>'
+            f'<text x="{_px(text_x)}" y="{_px(mid)}" fill="{_TEXT_COLOR}" class="bar-value">{_esc(shown)}</text>'
         )
     # Zero line.
     parts.append(

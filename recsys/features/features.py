@@ -14,8 +14,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import Column, DataFrame
 
 AGE_BUCKETS: tuple[tuple[int, str], ...] = (
-    (18, "under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"), (56, "50-55"), (999, "56+"),
-)  # fmt: skip
+    (18, "under 18"),
+    (25, "18-24"),
+    (35, "25-34"),
+    (45, "35-44"),
+    (50, "45-49"),
+    (56, "50-55"),
+    (999, "56+"),
+)
 N_TAGS = 5
 
 
@@ -49,9 +55,11 @@ def build_vocab(items: DataFrame, users: DataFrame) -> DataFrame:
 
     genres = items.select(F.explode("genres").alias("value")).distinct().withColumn("feature", F.lit("genre"))
     demo = (
-        demographic_tokens(users).select(F.explode("tokens").alias("value")).distinct()
+        demographic_tokens(users)
+        .select(F.explode("tokens").alias("value"))
+        .distinct()
         .withColumn("feature", F.lit("demographic"))
-    )  # fmt: skip
+    )
     both = genres.unionByName(demo)
     w = Window.partitionBy("feature").orderBy("value")
     return both.withColumn("index", (F.row_number().over(w) - 1).cast("int")).select(*table("feature_vocab").names)
@@ -70,8 +78,9 @@ def _multi_hot(values: Column, vocab: list[str]) -> Column:
     return F.array(*[F.array_contains(values, v).cast("float") for v in vocab])
 
 
-def build_item_features(items: DataFrame, ratings: DataFrame, tags: DataFrame | None, vocab: DataFrame,
-                        item_map: DataFrame) -> DataFrame:  # fmt: skip
+def build_item_features(
+    items: DataFrame, ratings: DataFrame, tags: DataFrame | None, vocab: DataFrame, item_map: DataFrame
+) -> DataFrame:
     """``item_features``: year, multi-hot genres, training rating count and mean, top tags.
 
     Args:
@@ -87,24 +96,30 @@ def build_item_features(items: DataFrame, ratings: DataFrame, tags: DataFrame | 
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    stats = ratings.where("split = 'train'").groupBy("item_idx").agg(
-        F.count(F.lit(1)).alias("n_ratings"), F.avg("rating").alias("mean_rating")
+    stats = (
+        ratings.where("split = 'train'")
+        .groupBy("item_idx")
+        .agg(F.count(F.lit(1)).alias("n_ratings"), F.avg("rating").alias("mean_rating"))
     )
     out = items.join(stats, "item_idx", "left").select(
-        "item_idx", "year", _multi_hot(F.col("genres"), _vocab(vocab, "genre")).alias("genres"),
-        F.coalesce("n_ratings", F.lit(0)).cast("long").alias("n_ratings"), "mean_rating",
-    )  # fmt: skip
+        "item_idx",
+        "year",
+        _multi_hot(F.col("genres"), _vocab(vocab, "genre")).alias("genres"),
+        F.coalesce("n_ratings", F.lit(0)).cast("long").alias("n_ratings"),
+        "mean_rating",
+    )
     if tags is not None:
         counted = (
-            tags.join(item_map, "item_id").withColumn("tag", F.lower(F.trim("tag")))
-            .groupBy("item_idx", "tag").count()
-        )  # fmt: skip
+            tags.join(item_map, "item_id").withColumn("tag", F.lower(F.trim("tag"))).groupBy("item_idx", "tag").count()
+        )
         w = Window.partitionBy("item_idx").orderBy(F.col("count").desc(), "tag")
         top = (
-            counted.withColumn("_r", F.row_number().over(w)).where(F.col("_r") <= N_TAGS)
-            .groupBy("item_idx").agg(F.sort_array(F.collect_list(F.struct("_r", "tag"))).alias("_t"))
+            counted.withColumn("_r", F.row_number().over(w))
+            .where(F.col("_r") <= N_TAGS)
+            .groupBy("item_idx")
+            .agg(F.sort_array(F.collect_list(F.struct("_r", "tag"))).alias("_t"))
             .select("item_idx", F.col("_t.tag").alias("tags"))
-        )  # fmt: skip
+        )
         out = out.join(top, "item_idx", "left")
     else:
         out = out.withColumn("tags", F.lit(None).cast("array<string>"))
@@ -132,12 +147,14 @@ def build_user_features(users: DataFrame, ratings: DataFrame, items: DataFrame, 
     per_genre = (
         train.join(items.select("item_idx", "genres"), "item_idx")
         .select("user_idx", "rating", F.explode("genres").alias("genre"))
-        .groupBy("user_idx", "genre").agg(F.avg("rating").alias("m"), F.count(F.lit(1)).alias("c"))
-        .groupBy("user_idx").agg(
+        .groupBy("user_idx", "genre")
+        .agg(F.avg("rating").alias("m"), F.count(F.lit(1)).alias("c"))
+        .groupBy("user_idx")
+        .agg(
             F.map_from_entries(F.collect_list(F.struct("genre", "m"))).alias("_m"),
             F.map_from_entries(F.collect_list(F.struct("genre", "c"))).alias("_c"),
         )
-    )  # fmt: skip
+    )
 
     def vec(col: str) -> Column:
         if not genres:
@@ -146,15 +163,19 @@ def build_user_features(users: DataFrame, ratings: DataFrame, items: DataFrame, 
 
     demo = demographic_tokens(users)
     out = (
-        users.select("user_idx").join(demo, "user_idx", "left").join(stats, "user_idx", "left")
+        users.select("user_idx")
+        .join(demo, "user_idx", "left")
+        .join(stats, "user_idx", "left")
         .join(per_genre, "user_idx", "left")
         .select(
             "user_idx",
-            _multi_hot(F.coalesce("tokens", F.array().cast("array<string>")), _vocab(vocab, "demographic")).alias("demographics"),
+            _multi_hot(F.coalesce("tokens", F.array().cast("array<string>")), _vocab(vocab, "demographic")).alias(
+                "demographics"
+            ),
             F.coalesce("n_ratings", F.lit(0)).cast("long").alias("n_ratings"),
             "mean_rating",
             vec("_m").alias("genre_mean_rating"),
             vec("_c").alias("genre_counts"),
         )
-    )  # fmt: skip
+    )
     return out.select(*table("user_features").names)

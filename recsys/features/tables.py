@@ -152,8 +152,9 @@ def superseded_pairs(stg_ratings: DataFrame) -> DataFrame:
 
     w = Window.partitionBy("user_id", "item_id").orderBy(F.col("ts").desc(), F.col("rating").desc())
     old = stg_ratings.withColumn("_n", F.row_number().over(w)).where("_n > 1").drop("_n")
-    return quarantine_rows(old, "stg_ratings", "duplicate_superseded",
-                           "a later rating of the same (user, item) replaces this one")  # fmt: skip
+    return quarantine_rows(
+        old, "stg_ratings", "duplicate_superseded", "a later rating of the same (user, item) replaces this one"
+    )
 
 
 def quarantine_rows(df: DataFrame, source: str, code: str, reason: str) -> DataFrame:
@@ -179,8 +180,9 @@ def unknown_items(rated: DataFrame, item_map: DataFrame) -> tuple[DataFrame, Dat
     known = rated.join(item_map.select("item_id"), "item_id", "left_semi")
     unknown = rated.join(item_map.select("item_id"), "item_id", "left_anti")
     cols = [c for c in rated.columns if c != "split"]
-    return known, quarantine_rows(unknown.select(*cols), "stg_ratings", "unknown_item",
-                                  "the item is not in the item file")  # fmt: skip
+    return known, quarantine_rows(
+        unknown.select(*cols), "stg_ratings", "unknown_item", "the item is not in the item file"
+    )
 
 
 def temporal_split(ratings: DataFrame, *, test_fraction: float) -> DataFrame:

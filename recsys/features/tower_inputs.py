@@ -133,9 +133,15 @@ class TowerPreprocessor:
         g_mean = np.where(g_count > 0, _z(g_mean, r_mean, r_std), 0.0).astype(np.float32)
         g_share = (g_count / np.maximum(n_ratings, 1.0)[:, None]).astype(np.float32)
         recent = np.zeros((n, self.n_genres), np.float32) if recent_genres is None else recent_genres
-        parts = [_stack(user_features["demographics"], self.n_demographics),
-                 _z(np.log1p(n_ratings), *self.stats["user_log_n"])[:, None], has, mean, g_mean, g_share,
-                 np.asarray(recent, dtype=np.float32)]  # fmt: skip
+        parts = [
+            _stack(user_features["demographics"], self.n_demographics),
+            _z(np.log1p(n_ratings), *self.stats["user_log_n"])[:, None],
+            has,
+            mean,
+            g_mean,
+            g_share,
+            np.asarray(recent, dtype=np.float32),
+        ]
         return np.concatenate(parts, axis=1)
 
     def items(self, item_features: pd.DataFrame) -> np.ndarray:
@@ -151,11 +157,15 @@ class TowerPreprocessor:
             for t in values:
                 if t in index:
                     tags[row, index[t]] = 1.0
-        parts = [np.where(known, _z(year, *self.stats["year"]), 0.0)[:, None].astype(np.float32),
-                 known.astype(np.float32)[:, None], _stack(item_features["genres"], self.n_genres),
-                 _z(np.log1p(n_ratings), *self.stats["item_log_n"])[:, None],
-                 np.where(rated, _z(mean, *self.stats["rating"]), 0.0)[:, None].astype(np.float32),
-                 rated.astype(np.float32)[:, None], tags]  # fmt: skip
+        parts = [
+            np.where(known, _z(year, *self.stats["year"]), 0.0)[:, None].astype(np.float32),
+            known.astype(np.float32)[:, None],
+            _stack(item_features["genres"], self.n_genres),
+            _z(np.log1p(n_ratings), *self.stats["item_log_n"])[:, None],
+            np.where(rated, _z(mean, *self.stats["rating"]), 0.0)[:, None].astype(np.float32),
+            rated.astype(np.float32)[:, None],
+            tags,
+        ]
         return np.concatenate(parts, axis=1)
 
     def user_history_columns(self) -> np.ndarray:
@@ -173,9 +183,16 @@ class TowerPreprocessor:
 
     def cold_user(self) -> np.ndarray:
         """``[user_dim]`` the vector of a user without ratings and without demographics."""
-        row = pd.DataFrame({"user_idx": [0], "demographics": [[0.0] * self.n_demographics], "n_ratings": [0],
-                            "mean_rating": pd.array([None], dtype="Float64"),
-                            "genre_mean_rating": [[0.0] * self.n_genres], "genre_counts": [[0.0] * self.n_genres]})  # fmt: skip
+        row = pd.DataFrame(
+            {
+                "user_idx": [0],
+                "demographics": [[0.0] * self.n_demographics],
+                "n_ratings": [0],
+                "mean_rating": pd.array([None], dtype="Float64"),
+                "genre_mean_rating": [[0.0] * self.n_genres],
+                "genre_counts": [[0.0] * self.n_genres],
+            }
+        )
         return self.users(row)[0]
 
     def as_new_users(self, user_x: np.ndarray) -> np.ndarray:
@@ -186,9 +203,16 @@ class TowerPreprocessor:
 
     def cold_item(self) -> np.ndarray:
         """``[item_dim]`` the vector of an item without ratings (and no year, genres or tags)."""
-        row = pd.DataFrame({"item_idx": [0], "year": pd.array([None], dtype="Int32"),
-                            "genres": [[0.0] * self.n_genres], "n_ratings": [0],
-                            "mean_rating": pd.array([None], dtype="Float64"), "tags": [[]]})  # fmt: skip
+        row = pd.DataFrame(
+            {
+                "item_idx": [0],
+                "year": pd.array([None], dtype="Int32"),
+                "genres": [[0.0] * self.n_genres],
+                "n_ratings": [0],
+                "mean_rating": pd.array([None], dtype="Float64"),
+                "tags": [[]],
+            }
+        )
         return self.items(row)[0]
 
     def to_json(self) -> str:

@@ -30,8 +30,8 @@ shuffled blocks of items (the block built dense from a sparse matrix each step,
 so memory is bounded). The output biases start at the global mean rating and the
 learning rate decays to 0 along a cosine over the epochs: on MovieLens 100K this
 reaches in 60 epochs (about 1 s) the RMSE that a constant rate from zero biases
-needs 180 for, and the last epoch is the best, with no overfitting spike. The encoder's input is sparse in principle, but on a CPU
-dense matrix products run at the machine's peak and sparse ones do not: at
+needs 180 for, and the last epoch is the best, with no overfitting spike. The encoder's input is sparse in
+principle, but on a CPU dense matrix products run at the machine's peak and sparse ones do not: at
 ML-100K size a dense epoch (5 products) is about 20 ms. Seeded and
 deterministic (``enable_op_determinism``). With a validation set and
 ``patience``, training stops early and keeps the best checked epoch.
@@ -46,9 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.models.artifacts import FromDict, read_params, write_params
 from recsys.models.baselines import item_means
 from recsys.models.cf import BestEpoch, progress_bar, rmse
-from recsys.models.io import FromDict, read_params, write_params
+from recsys.models.registry import ModelSpec, TrainingInputs
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,6 @@ class AutoRecParams(FromDict):
     rating_min: float = 1.0
     rating_max: float = 5.0
     seed: int = 42
-
 
 
 @dataclass
@@ -170,7 +170,7 @@ class AutoRecModel:
         return cls(**arrays, params=AutoRecParams.from_dict(meta["params"]), history=meta.get("history", {}))
 
 
-def _item_matrix(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int):  # noqa: ANN202
+def _item_matrix(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int):
     """``(ratings, mask)`` as CSR ``[n_items, n_users]``; repeated pairs are averaged."""
     import scipy.sparse as sp
 
@@ -260,8 +260,9 @@ def fit_autorec(
         parts = [encode(tf.constant(ratings[s : s + block].toarray())).numpy() for s in range(0, n_items, block)]
         codes = np.concatenate(parts) if parts else np.zeros((0, h), np.float32)
         empty = 1.0 / (1.0 + np.exp(-bh.numpy().astype(np.float64)))
-        return AutoRecModel(codes, W.numpy().T.astype(np.float64), bo.numpy().astype(np.float64), mu, empty, params,
-                            history)  # fmt: skip
+        return AutoRecModel(
+            codes, W.numpy().T.astype(np.float64), bo.numpy().astype(np.float64), mu, empty, params, history
+        )
 
     rng = np.random.default_rng(params.seed)
     history: dict[str, list[float]] = {"loss": []}
@@ -294,6 +295,37 @@ def fit_autorec(
     model = stopper.result(snapshot(), history)
     logger.info(
         "AutoRec fitted: %d users x %d items, %d ratings, hidden=%d, %d epochs in %.1fs (final loss %.4f)",
-        n_users, n_items, n_obs, h, len(history["loss"]), time.monotonic() - start, history["loss"][-1],
-    )  # fmt: skip
+        n_users,
+        n_items,
+        n_obs,
+        h,
+        len(history["loss"]),
+        time.monotonic() - start,
+        history["loss"][-1],
+    )
     return model
+
+
+def _fit_inputs(inputs: TrainingInputs, params: AutoRecParams, progress: bool = False) -> AutoRecModel:
+    """:func:`fit_autorec` on the training ratings, checking ``inputs.validation`` each epoch."""
+    return fit_autorec(
+        inputs.user_idx,
+        inputs.item_idx,
+        inputs.rating,
+        inputs.n_users,
+        inputs.n_items,
+        params,
+        validation=inputs.validation,
+        progress=progress,
+    )
+
+
+SPEC = ModelSpec(
+    name="autorec",
+    label="AutoRec",
+    params=AutoRecParams,
+    fit=_fit_inputs,
+    loaders={"AutoRecParams": AutoRecModel.load},
+    role="rating",
+)
+"""Item-based AutoRec: the rating model."""

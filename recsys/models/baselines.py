@@ -37,22 +37,26 @@ def item_means(item_idx: np.ndarray, rating: np.ndarray, n_items: int) -> tuple[
 class GlobalMean:
     """Predicts the mean training rating for every pair."""
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> GlobalMean:  # noqa: D102
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> GlobalMean:
         self.mu_ = float(np.mean(rating))
         return self
 
-    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:  # noqa: D102
+    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         return np.full(len(user_idx), self.mu_)
 
 
 class ItemMean:
     """Predicts each item's mean training rating; unknown items get the global mean."""
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> ItemMean:  # noqa: D102
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> ItemMean:
         self.means_, self.mu_ = item_means(np.asarray(item_idx), np.asarray(rating, dtype=np.float64), n_items)
         return self
 
-    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:  # noqa: D102
+    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         item_idx = np.asarray(item_idx)
         known = item_idx < self.means_.size
         return np.where(known, self.means_[np.where(known, item_idx, 0)], self.mu_)
@@ -78,11 +82,13 @@ class Popularity:
 
     predicts_ratings = False
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> Popularity:  # noqa: D102
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> Popularity:
         self.counts_ = np.bincount(np.asarray(item_idx), minlength=n_items).astype(np.float64)
         return self
 
-    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:  # noqa: D102
+    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         item_idx = np.asarray(item_idx)
         known = item_idx < self.counts_.size
         return np.where(known, self.counts_[np.where(known, item_idx, 0)], 0.0)
@@ -127,8 +133,9 @@ class DemographicPopularity:
         self.power = power
         self.prior = prior
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int,
-            n_items: int) -> DemographicPopularity:  # fmt: skip
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> DemographicPopularity:
         """Count who rated what (``rating`` is not used: every rating is a choice)."""
         from scipy import sparse
 
@@ -200,7 +207,9 @@ class UserItemBias:
         self.reg_item = reg_item
         self.n_iter = n_iter
 
-    def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int) -> UserItemBias:
+    def fit(
+        self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, n_users: int, n_items: int
+    ) -> UserItemBias:
         """Fit the biases.
 
         Args:

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from recsys.models.io import FromDict, load_model, read_params, write_params
+from recsys.models.artifacts import FromDict, read_params, write_params
+from recsys.models.registry import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ class BlendParams(FromDict):
     members: tuple[str, ...] = ()
     weights: tuple[float, ...] = ()
     scales: tuple[float, ...] = ()
-
 
 
 @dataclass
@@ -90,8 +90,10 @@ class BlendModel:
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """``[n]`` blended scores of pairs (each member's fallback for unknown users or items)."""
-        return sum(f * np.asarray(m.predict(user_idx, item_idx), dtype=np.float64)
-                   for m, f in zip(self.models, self._factors(), strict=True))  # fmt: skip
+        return sum(
+            f * np.asarray(m.predict(user_idx, item_idx), dtype=np.float64)
+            for m, f in zip(self.models, self._factors(), strict=True)
+        )
 
     def save(self, path: Path) -> Path:
         """Each member in its sub-folder, and ``params.json`` (kind, members, weights, scales)."""
@@ -104,7 +106,7 @@ class BlendModel:
 
     @classmethod
     def load(cls, path: Path) -> BlendModel:
-        """Read a blend written by :meth:`save` (members through :func:`recsys.models.io.load_model`)."""
+        """Read a blend written by :meth:`save` (members through :func:`recsys.models.registry.load_model`)."""
         path = Path(path)
         meta = read_params(path)
         params = BlendParams.from_dict(meta["params"])
@@ -128,12 +130,14 @@ def blend(models: dict[str, Any], weights: dict[str, float], *, n_users: int, se
     rng = np.random.default_rng(seed)
     users = np.sort(rng.choice(n_users, size=min(n_users, SCALE_SAMPLE_USERS), replace=False))
     scales = []
-    for name, model in models.items():
+    for _name, model in models.items():
         spread = float(np.asarray(model.score_users(users), dtype=np.float64).std())
         scales.append(spread if spread > 0 and np.isfinite(spread) else 1.0)
     params = BlendParams(tuple(models), tuple(float(weights[n]) for n in models), tuple(scales))
     first = next(iter(models.values()))
-    logger.info("blend: %s", {n: (w, round(s, 4)) for n, w, s in zip(params.members, params.weights, scales, strict=True)})
+    logger.info(
+        "blend: %s", {n: (w, round(s, 4)) for n, w, s in zip(params.members, params.weights, scales, strict=True)}
+    )
     return BlendModel(list(models.values()), params, dict(getattr(first, "history", {})))
 
 

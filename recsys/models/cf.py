@@ -39,8 +39,9 @@ from typing import Literal
 
 import numpy as np
 
+from recsys.models.artifacts import FromDict, read_params, write_params
 from recsys.models.baselines import item_means
-from recsys.models.io import FromDict, read_params, write_params
+from recsys.models.registry import ModelSpec, TrainingInputs, loader_for_kind
 
 logger = logging.getLogger(__name__)
 
@@ -185,18 +186,21 @@ class CFModel:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> CFModel:
-        """Read a model written by :meth:`save`."""
+    def load(cls, path: Path, *, params_type: type | None = None) -> CFModel:
+        """Read a model written by :meth:`save`.
+
+        Args:
+            path: The model folder.
+            params_type: The params class of the folder's kind; None: :class:`CFParams` for kind
+                ``CFParams``, else the registry's loader of that kind (the implicit factorisation's).
+        """
         path = Path(path)
+        meta = read_params(path)
+        if params_type is None and meta.get("kind") != "CFParams":
+            return loader_for_kind(str(meta.get("kind")))(path)
         with np.load(path / "factors.npz", allow_pickle=False) as f:
             arrays = {k: f[k] for k in ("x", "w", "b", "mu", "c") if k in f}
-        meta = read_params(path)
-        if meta.get("kind") == "ImplicitCFParams":
-            from recsys.models.implicit_cf import ImplicitCFParams
-
-            params: object = ImplicitCFParams.from_dict(meta["params"])
-        else:
-            params = CFParams.from_dict(meta["params"])
+        params = (params_type or CFParams).from_dict(meta["params"])
         return cls(**arrays, params=params, history=meta.get("history", {}))
 
 
@@ -205,7 +209,7 @@ def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(truth)) ** 2)))
 
 
-def progress_bar(enabled: bool, description: str, total: int):  # noqa: ANN201
+def progress_bar(enabled: bool, description: str, total: int):
     """A started rich progress bar and its task, or ``(None, None)`` when disabled."""
     if not enabled:
         return None, None
@@ -235,8 +239,12 @@ class BestEpoch:
             self.best = (score, epoch, model)
             return False
         if self.patience and (epoch - self.best[1]) // self.every >= self.patience:
-            logger.info("early stop at epoch %d (best validation score %.4f at epoch %d)", epoch + 1, self.best[0],
-                        self.best[1] + 1)  # fmt: skip
+            logger.info(
+                "early stop at epoch %d (best validation score %.4f at epoch %d)",
+                epoch + 1,
+                self.best[0],
+                self.best[1] + 1,
+            )
             return True
         return False
 
@@ -375,6 +383,38 @@ def fit_cf(
     model = stopper.result(snapshot(), history)
     logger.info(
         "CF fitted: %d users x %d items, %d pairs, k=%d, %d epochs in %.1fs (final loss %.4f)",
-        n_users, n_items, n_obs, k, len(history["loss"]), time.monotonic() - start, history["loss"][-1],
-    )  # fmt: skip
+        n_users,
+        n_items,
+        n_obs,
+        k,
+        len(history["loss"]),
+        time.monotonic() - start,
+        history["loss"][-1],
+    )
     return model
+
+
+def _fit_inputs(inputs: TrainingInputs, params: CFParams, progress: bool = False) -> CFModel:
+    """:func:`fit_cf` on the training ratings, checking ``inputs.validation`` each epoch."""
+    return fit_cf(
+        inputs.user_idx,
+        inputs.item_idx,
+        inputs.rating,
+        inputs.n_users,
+        inputs.n_items,
+        params,
+        validation=inputs.validation,
+        progress=progress,
+    )
+
+
+SPEC = ModelSpec(
+    name="cf",
+    label="explicit CF",
+    params=CFParams,
+    fit=_fit_inputs,
+    loaders={"CFParams": CFModel.load},
+    aliases=("explicit", "mf"),
+    role="rating",
+)
+"""The course's factorisation with mean normalisation (its item vectors give the similar items)."""

@@ -23,8 +23,16 @@ _CALIBRATION_USERS = 2000
 """At most this many validation users (a seeded sample) choose the segment weight."""
 
 
-def cold_start_model(tower: Any, popularity: Any, n_train: np.ndarray, popularity_weight: float, *,
-                     seed: int, segment: Any = None, segment_weight: float = 0.0) -> Any:  # fmt: skip
+def cold_start_model(
+    tower: Any,
+    popularity: Any,
+    n_train: np.ndarray,
+    popularity_weight: float,
+    *,
+    seed: int,
+    segment: Any = None,
+    segment_weight: float = 0.0,
+) -> Any:
     """The model that ranks cold-start users' candidates (the serving rule of :func:`recsys.pipeline.recommend`).
 
     Users without training ratings: the two-tower model (its logits already hold popularity,
@@ -53,8 +61,12 @@ def cold_start_model(tower: Any, popularity: Any, n_train: np.ndarray, popularit
     def mixed(other: Any, name: str, weight: float) -> Any:
         if other is None or weight <= 0:
             return tower
-        return blend({"two_tower": tower, name: other}, {"two_tower": 1.0 - weight, name: weight},
-                     n_users=tower.n_users, seed=seed)  # fmt: skip
+        return blend(
+            {"two_tower": tower, name: other},
+            {"two_tower": 1.0 - weight, name: weight},
+            n_users=tower.n_users,
+            seed=seed,
+        )
 
     new_users = mixed(segment, "segment_popularity", segment_weight)
     few = mixed(popularity, "popularity", popularity_weight)
@@ -87,16 +99,25 @@ def as_new_users(tower: Any, user_x: np.ndarray, users: np.ndarray) -> Any:
     x = tower.preprocessor.as_new_users(np.asarray(user_x)[users])
     emb = tower.user_emb.copy()
     emb[users] = tower.embed_users(x)
-    temperature = np.ones(tower.n_users, np.float32) if tower.user_temperature is None else tower.user_temperature.copy()
+    temperature = (
+        np.ones(tower.n_users, np.float32) if tower.user_temperature is None else tower.user_temperature.copy()
+    )
     new_t = tower.temperatures(x)
     if new_t is not None:
         temperature[users] = new_t
     return dataclasses.replace(tower, user_emb=emb, user_temperature=temperature)
 
 
-def choose_segment_weight(tower: Any, segment: Any, user_x: np.ndarray,
-                          cold_validation: tuple[np.ndarray, ...], *, seed: int, k: int = 10,
-                          weights: tuple[float, ...] = SEGMENT_WEIGHTS) -> tuple[float, list[float]]:  # fmt: skip
+def choose_segment_weight(
+    tower: Any,
+    segment: Any,
+    user_x: np.ndarray,
+    cold_validation: tuple[np.ndarray, ...],
+    *,
+    seed: int,
+    k: int = 10,
+    weights: tuple[float, ...] = SEGMENT_WEIGHTS,
+) -> tuple[float, list[float]]:
     """The segment popularity weight with the best NDCG@k of the validation users scored as new users.
 
     Each validation user (at most :data:`_CALIBRATION_USERS`, a seeded sample) ranks the whole catalogue
@@ -116,8 +137,9 @@ def choose_segment_weight(tower: Any, segment: Any, user_x: np.ndarray,
     Returns:
         ``(chosen weight, [len(weights)] NDCG@k per weight)``.
     """
-    from recsys.evaluation.metrics import ndcg_per_user, relevant_lists, top_k_items
+    from recsys.evaluation.metrics import ndcg_per_user, relevant_lists
     from recsys.models.blend import blend
+    from recsys.retrieval.topk import top_k_items
 
     val_u, val_i = np.asarray(cold_validation[0], np.int64), np.asarray(cold_validation[1], np.int64)
     users = np.unique(val_u)
@@ -127,8 +149,12 @@ def choose_segment_weight(tower: Any, segment: Any, user_x: np.ndarray,
     relevant = relevant_lists(np.searchsorted(users, val_u[keep]), val_i[keep], users.size)
     new = as_new_users(tower, user_x, users)
     # The blend's spreads do not depend on the weights: measure them once, as cold_start_model's blend does.
-    scale_t, scale_s = blend({"two_tower": new, "segment_popularity": segment},
-                             {"two_tower": 0.5, "segment_popularity": 0.5}, n_users=tower.n_users, seed=seed).params.scales
+    scale_t, scale_s = blend(
+        {"two_tower": new, "segment_popularity": segment},
+        {"two_tower": 0.5, "segment_popularity": 0.5},
+        n_users=tower.n_users,
+        seed=seed,
+    ).params.scales
     by_tower = np.asarray(new.score_users(users), np.float64) / scale_t
     by_segment = np.asarray(segment.score_users(users), np.float64) / scale_s
     ndcg = []

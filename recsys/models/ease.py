@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.models.io import FromDict, read_params, write_params
+from recsys.models.artifacts import FromDict, read_params, write_params
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +142,22 @@ class EASEModel:
             arrays = {k: f[k] for k in ("b", "indptr", "indices")}
             values = f["values"] if "values" in f.files else None
         meta = read_params(path)
-        return cls(**arrays, params=EASEParams.from_dict(meta["params"]), history=meta.get("history", {}),
-                   values=values)  # fmt: skip
+        return cls(
+            **arrays, params=EASEParams.from_dict(meta["params"]), history=meta.get("history", {}), values=values
+        )
 
 
-def fit_ease(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int,
-             params: EASEParams | None = None, *, rating: np.ndarray | None = None, ts: np.ndarray | None = None,
-             rating_range: tuple[float, float] | None = None) -> EASEModel:  # fmt: skip
+def fit_ease(
+    user_idx: np.ndarray,
+    item_idx: np.ndarray,
+    n_users: int,
+    n_items: int,
+    params: EASEParams | None = None,
+    *,
+    rating: np.ndarray | None = None,
+    ts: np.ndarray | None = None,
+    rating_range: tuple[float, float] | None = None,
+) -> EASEModel:
     """Fit EASE on training positives (a repeated pair counts once: its first row).
 
     Args:
@@ -173,8 +182,10 @@ def fit_ease(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: 
 
     params = params or EASEParams()
     if n_items > params.max_items:
-        raise ValueError(f"EASE builds an n_items x n_items matrix: {n_items} items is more than max_items="
-                         f"{params.max_items} ({4 * n_items**2 / 1e9:.1f} GB in float32)")  # fmt: skip
+        raise ValueError(
+            f"EASE builds an n_items x n_items matrix: {n_items} items is more than max_items="
+            f"{params.max_items} ({4 * n_items**2 / 1e9:.1f} GB in float32)"
+        )
     start = time.monotonic()
     u, i = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
     _, first = np.unique(u * n_items + i, return_index=True)  # sorted by (user, item)
@@ -198,7 +209,19 @@ def fit_ease(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: 
         if np.isfinite(lo) and hi > lo:
             q = np.where(np.isnan(r), 1.0, 1.0 + params.rating_weight * (r - (lo + hi) / 2) / ((hi - lo) / 2))
     seconds = time.monotonic() - start
-    logger.info("EASE fitted: %d users x %d items, %d positives, lambda=%g, in %.1fs", n_users, n_items, u.size,
-                params.l2, seconds)  # fmt: skip
-    return EASEModel(b.astype(np.float32), x.indptr.astype(np.int64), x.indices.astype(np.int64), params,
-                     {"fit_seconds": [seconds]}, (w[i] * q).astype(np.float32))  # fmt: skip
+    logger.info(
+        "EASE fitted: %d users x %d items, %d positives, lambda=%g, in %.1fs",
+        n_users,
+        n_items,
+        u.size,
+        params.l2,
+        seconds,
+    )
+    return EASEModel(
+        b.astype(np.float32),
+        x.indptr.astype(np.int64),
+        x.indices.astype(np.int64),
+        params,
+        {"fit_seconds": [seconds]},
+        (w[i] * q).astype(np.float32),
+    )

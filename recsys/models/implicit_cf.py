@@ -43,8 +43,8 @@ from typing import Literal
 
 import numpy as np
 
+from recsys.models.artifacts import FromDict
 from recsys.models.cf import BestEpoch, CFModel, progress_bar
-from recsys.models.io import FromDict
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,6 @@ class ImplicitCFParams(FromDict):
     matmul_precision: Literal["auto", "float32", "bfloat16"] = "auto"
 
 
-
 def bfloat16_is_fast() -> bool:
     """Whether this CPU multiplies bfloat16 natively (``avx512_bf16`` or ``amx_bf16`` in ``/proc/cpuinfo``)."""
     try:
@@ -146,10 +145,14 @@ def fit_implicit_cf(
         from recsys.models.sessions import session_rows
 
         su, si, n_rows = session_rows(user_idx, item_idx, ts, n_users, params.session_seconds)
-        logger.info("implicit CF: %d sessions of %gs with 2+ items train as pseudo-users", n_rows - n_users,
-                    params.session_seconds)  # fmt: skip
-        model = fit_implicit_cf(su, si, n_rows, n_items, replace(params, session_seconds=0.0), validation=validation,
-                                progress=progress)  # fmt: skip
+        logger.info(
+            "implicit CF: %d sessions of %gs with 2+ items train as pseudo-users",
+            n_rows - n_users,
+            params.session_seconds,
+        )
+        model = fit_implicit_cf(
+            su, si, n_rows, n_items, replace(params, session_seconds=0.0), validation=validation, progress=progress
+        )
         model.w, model.b, model.params = model.w[:n_users], model.b[:n_users], params
         return model
     start = time.monotonic()
@@ -188,7 +191,9 @@ def fit_implicit_cf(
             else:
                 z = tf.matmul(wb, X, transpose_b=True)
             z += C[None, :]
-            if params.loss == "softmax":  # -sum_pos log softmax = sum_u n_u logsumexp_u - sum_pos z (no [nb, n_items] labels)
+            if (
+                params.loss == "softmax"
+            ):  # -sum_pos log softmax = sum_u n_u logsumexp_u - sum_pos z (no [nb, n_items] labels)
                 lse = tf.reduce_logsumexp(z + item_mask[None, :], axis=1)
                 chosen = tf.gather_nd(z, tf.stack([rows, cols], 1))
                 data = tf.reduce_sum(tf.gather(lse, rows)) - tf.reduce_sum(chosen)
@@ -196,7 +201,9 @@ def fit_implicit_cf(
                 weight = 1.0 + (params.pos_weight - 1.0) * labels
                 data = tf.reduce_sum(weight * tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=z))
             # The block's share of the regulariser over whole matrices (dense gradients: deterministic).
-            reg = share * (lam * (tf.reduce_sum(tf.square(W)) + tf.reduce_sum(tf.square(X))) + lam_b * tf.reduce_sum(tf.square(C)))
+            reg = share * (
+                lam * (tf.reduce_sum(tf.square(W)) + tf.reduce_sum(tf.square(X))) + lam_b * tf.reduce_sum(tf.square(C))
+            )
             loss = (data + reg) / tf.maximum(share * n_pos, 1.0)
         # Dense gradients: sparse (IndexedSlices) updates are not deterministic on CPU.
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
@@ -209,7 +216,9 @@ def fit_implicit_cf(
             wu, xi = tf.gather(W, u), tf.gather(X, i)
             z = tf.reduce_sum(wu * xi, 1) + tf.gather(C, i)
             data = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=z))
-            reg = share * (lam * (tf.reduce_sum(tf.square(W)) + tf.reduce_sum(tf.square(X))) + lam_b * tf.reduce_sum(tf.square(C)))
+            reg = share * (
+                lam * (tf.reduce_sum(tf.square(W)) + tf.reduce_sum(tf.square(X))) + lam_b * tf.reduce_sum(tf.square(C))
+            )
             loss = (data + reg) / tf.cast(tf.shape(t)[0], tf.float32)
         # Dense gradients: sparse (IndexedSlices) updates are not deterministic on CPU.
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
@@ -248,8 +257,11 @@ def fit_implicit_cf(
                     total += float(block_step(ub.astype(np.int32), rows, cols, np.float32(share))) * share
             else:
                 neg_u = np.repeat(pu, params.neg_ratio)
-                neg_i = rng.choice(candidates if sample_p is None else n_items, size=neg_u.size,
-                                   p=None if sample_p is None else sample_p).astype(np.int32)  # fmt: skip
+                neg_i = rng.choice(
+                    candidates if sample_p is None else n_items,
+                    size=neg_u.size,
+                    p=None if sample_p is None else sample_p,
+                ).astype(np.int32)
                 u_all = np.concatenate([pu, neg_u])
                 i_all = np.concatenate([pi, neg_i])
                 t_all = np.concatenate([np.ones(n_pos, np.float32), np.zeros(neg_u.size, np.float32)])
@@ -261,7 +273,7 @@ def fit_implicit_cf(
             history["loss"].append(total)
             if bar is not None:
                 bar.advance(task)
-            if validation is None or (epoch + 1) % params.eval_every and epoch + 1 != params.epochs:
+            if validation is None or ((epoch + 1) % params.eval_every and epoch + 1 != params.epochs):
                 continue
             model = snapshot()
             score = _val_ndcg(model, pu, pi, validation, n_users)
@@ -275,14 +287,21 @@ def fit_implicit_cf(
     model = stopper.result(snapshot(), history)
     logger.info(
         "implicit CF (%s%s) fitted: %d users x %d items, %d positives, k=%d, %d epochs in %.1fs",
-        params.loss, "" if params.loss == "softmax" else f"/{params.negatives}", n_users, n_items, n_pos, k,
-        len(history["loss"]), time.monotonic() - start,
-    )  # fmt: skip
+        params.loss,
+        "" if params.loss == "softmax" else f"/{params.negatives}",
+        n_users,
+        n_items,
+        n_pos,
+        k,
+        len(history["loss"]),
+        time.monotonic() - start,
+    )
     return model
 
 
-def _val_ndcg(model: CFModel, pu: np.ndarray, pi: np.ndarray, validation: tuple[np.ndarray, np.ndarray],
-              n_users: int) -> float:  # fmt: skip
+def _val_ndcg(
+    model: CFModel, pu: np.ndarray, pi: np.ndarray, validation: tuple[np.ndarray, np.ndarray], n_users: int
+) -> float:
     """NDCG@10 of ``model`` on held-out positives, ranking all items but the training positives."""
     from recsys.evaluation.metrics import ranking_metrics, relevant_lists
     from recsys.evaluation.protocol import rank_users

@@ -12,21 +12,36 @@ fit exactly the same model.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recsys.models.ease import EASEParams, fit_ease
+from recsys.models.blend import EASE_WEIGHT, BlendModel
+from recsys.models.cf import CFModel
+from recsys.models.ease import EASEModel, EASEParams, fit_ease
 from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
+from recsys.models.registry import ModelSpec, TrainingInputs
 
 logger = logging.getLogger(__name__)
 
 
-def fit_ranker(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int, *,
-               cf: ImplicitCFParams, ease: EASEParams, ease_weight: float, rating: np.ndarray | None = None,
-               ts: np.ndarray | None = None, rating_range: tuple[float, float] | None = None, seed: int = 0,
-               progress: bool = False) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
+def fit_ranker(
+    user_idx: np.ndarray,
+    item_idx: np.ndarray,
+    n_users: int,
+    n_items: int,
+    *,
+    cf: ImplicitCFParams,
+    ease: EASEParams,
+    ease_weight: float,
+    rating: np.ndarray | None = None,
+    ts: np.ndarray | None = None,
+    rating_range: tuple[float, float] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[Any, Any, dict[str, Any]]:
     """Fit the ranker on training positives.
 
     Args:
@@ -53,10 +68,65 @@ def fit_ranker(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items
     if ease_weight <= 0:
         return factorisation, factorisation, {"cf": asdict(cf)}
     if n_items > ease.max_items:
-        logger.warning("ranker: %d items is more than EASE's max_items %d: ranking with the factorisation alone",
-                       n_items, ease.max_items)  # fmt: skip
+        logger.warning(
+            "ranker: %d items is more than EASE's max_items %d: ranking with the factorisation alone",
+            n_items,
+            ease.max_items,
+        )
         return factorisation, factorisation, {"cf": asdict(cf)}
     model = fit_ease(user_idx, item_idx, n_users, n_items, ease, rating=rating, ts=ts, rating_range=rating_range)
-    blended = blend({"cf": factorisation, "ease": model}, {"cf": 1.0 - ease_weight, "ease": ease_weight},
-                    n_users=n_users, seed=seed)  # fmt: skip
+    blended = blend(
+        {"cf": factorisation, "ease": model}, {"cf": 1.0 - ease_weight, "ease": ease_weight}, n_users=n_users, seed=seed
+    )
     return blended, factorisation, {"cf": asdict(cf), "ease": asdict(ease), "ease_weight": ease_weight}
+
+
+@dataclass(frozen=True)
+class RankerParams:
+    """The ranker's parameters: its two members' and their blend weight.
+
+    Attributes:
+        cf: The softmax factorisation's parameters.
+        ease: EASE's parameters.
+        ease_weight: EASE's weight in the blend (0: the factorisation alone).
+    """
+
+    cf: ImplicitCFParams = field(default_factory=ImplicitCFParams)
+    ease: EASEParams = field(default_factory=EASEParams)
+    ease_weight: float = EASE_WEIGHT
+
+
+def _fit_inputs(inputs: TrainingInputs, params: RankerParams, progress: bool = False) -> Any:
+    """:func:`fit_ranker` on the training positives (with their ratings and times); the served model."""
+    pu, pi, pr, pts = inputs.training_positives()
+    model, _, _ = fit_ranker(
+        pu,
+        pi,
+        inputs.n_users,
+        inputs.n_items,
+        cf=params.cf,
+        ease=params.ease,
+        ease_weight=params.ease_weight,
+        rating=pr,
+        ts=pts,
+        rating_range=(inputs.rating_min, inputs.rating_max),
+        seed=inputs.seed,
+        progress=progress,
+    )
+    return model
+
+
+def _load_factorisation(path: Path) -> CFModel:
+    return CFModel.load(path, params_type=ImplicitCFParams)
+
+
+SPEC = ModelSpec(
+    name="ranker",
+    label="ranker (CF + EASE)",
+    params=RankerParams,
+    fit=_fit_inputs,
+    loaders={"BlendParams": BlendModel.load, "ImplicitCFParams": _load_factorisation, "EASEParams": EASEModel.load},
+    aliases=("implicit",),
+    role="ranking",
+)
+"""The ranking model: the implicit factorisation, alone or blended with EASE."""

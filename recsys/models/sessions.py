@@ -36,8 +36,9 @@ def session_ids(user_idx: np.ndarray, ts: np.ndarray, seconds: float) -> tuple[n
     return session.reshape(-1), keys >> 32, size
 
 
-def session_rows(user_idx: np.ndarray, item_idx: np.ndarray, ts: np.ndarray, n_users: int,
-                 seconds: float) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+def session_rows(
+    user_idx: np.ndarray, item_idx: np.ndarray, ts: np.ndarray, n_users: int, seconds: float
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The pairs plus one pseudo-user per informative session (for the factorisation).
 
     A session adds a row only when it holds at least two items: a single rating says nothing

@@ -121,10 +121,22 @@ SEARCH_SPACES: dict[str, dict[str, Any]] = {
         "variant": Branch(
             {
                 "softmax": {"loss": "softmax", "l2": LogUniform(3.0, 40.0), "eval_every": 10},
-                "logistic-uniform": {"loss": "logistic", "negatives": "uniform", "l2": LogUniform(0.3, 30.0),
-                                     "neg_ratio": Choice((2, 4, 8)), "eval_every": 2, "epochs": 60},  # fmt: skip
-                "logistic-popularity": {"loss": "logistic", "negatives": "popularity", "l2": LogUniform(0.3, 30.0),
-                                        "neg_ratio": Choice((2, 4, 8)), "eval_every": 2, "epochs": 60},  # fmt: skip
+                "logistic-uniform": {
+                    "loss": "logistic",
+                    "negatives": "uniform",
+                    "l2": LogUniform(0.3, 30.0),
+                    "neg_ratio": Choice((2, 4, 8)),
+                    "eval_every": 2,
+                    "epochs": 60,
+                },
+                "logistic-popularity": {
+                    "loss": "logistic",
+                    "negatives": "popularity",
+                    "l2": LogUniform(0.3, 30.0),
+                    "neg_ratio": Choice((2, 4, 8)),
+                    "eval_every": 2,
+                    "epochs": 60,
+                },
             }
         ),
         "n_factors": Choice((16, 32, 64, 128)),
@@ -325,8 +337,15 @@ def random_search(
     (tu, ti, tr), (vu, vi, vr) = holdout(user_idx, item_idx, rating, fraction=validation_fraction, seed=seed)
     metric = "val_rmse" if model in RATING_MODELS else "val_ndcg"
     lower_better = model in RATING_MODELS
-    logger.info("tuning %s CF: %d trials, %d training / %d validation ratings, %s, max %d epochs",
-                model, n_trials, tr.size, vr.size, metric, epochs)  # fmt: skip
+    logger.info(
+        "tuning %s CF: %d trials, %d training / %d validation ratings, %s, max %d epochs",
+        model,
+        n_trials,
+        tr.size,
+        vr.size,
+        metric,
+        epochs,
+    )
 
     trials: list[dict] = []
     best: tuple[float, int, Any] | None = None  # (score, trial, params)
@@ -355,11 +374,17 @@ def random_search(
             else:
                 score = float(np.nanmin(scores) if lower_better else np.nanmax(scores))
             trials.append({"params": drawn, "score": score, "best_epoch": best_epoch, "seconds": seconds})
-            logger.info("trial %d/%d %s: %s %.4f at epoch %d in %.1fs", t + 1, n_trials, drawn or "(base)",
-                        metric, score, best_epoch, seconds)  # fmt: skip
-            if math.isfinite(score) and (
-                best is None or (score < best[0] if lower_better else score > best[0])
-            ):
+            logger.info(
+                "trial %d/%d %s: %s %.4f at epoch %d in %.1fs",
+                t + 1,
+                n_trials,
+                drawn or "(base)",
+                metric,
+                score,
+                best_epoch,
+                seconds,
+            )
+            if math.isfinite(score) and (best is None or (score < best[0] if lower_better else score > best[0])):
                 best = (score, t, replace(params, epochs=best_epoch, patience=0))
                 if model == "autorec":
                     best = (score, t, replace(params, eval_every=check_every))
@@ -370,6 +395,13 @@ def random_search(
             bar.stop()
     if best is None:
         raise RuntimeError(f"no {model} trial produced a finite {metric}")
-    logger.info("tuning %s CF done in %.1fs: trial %d best, %s %.4f (base %.4f)",
-                model, time.monotonic() - start, best[1] + 1, metric, best[0], trials[0]["score"])  # fmt: skip
+    logger.info(
+        "tuning %s CF done in %.1fs: trial %d best, %s %.4f (base %.4f)",
+        model,
+        time.monotonic() - start,
+        best[1] + 1,
+        metric,
+        best[0],
+        trials[0]["score"],
+    )
     return TuningResult(model=model, best_params=asdict(best[2]), best_score=best[0], metric=metric, trials=trials)

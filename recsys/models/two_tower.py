@@ -76,7 +76,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.features.tower_inputs import TowerPreprocessor
-from recsys.models.io import FromDict, read_params, write_params
+from recsys.models.artifacts import FromDict, read_params, write_params
+from recsys.models.registry import ModelSpec, TrainingInputs
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,9 @@ class TwoTowerParams(FromDict):
         rating_min: Lower end of the rating scale.
         rating_max: Upper end of the rating scale.
         seed: Seed of initialisation and shuffling.
+        validation_fraction: Share of the training pairs held out for early stopping (a seeded hash).
+        cold_validation_fraction: Share of the users held out of training entirely and scored as new
+            users (``softmax``: the cold part of early stopping and the cold temperature; 0: none).
     """
 
     layers: tuple[int, ...] = (256, 128, 32)
@@ -129,7 +133,8 @@ class TwoTowerParams(FromDict):
     rating_min: float = 1.0
     rating_max: float = 5.0
     seed: int = 42
-
+    validation_fraction: float = 0.1
+    cold_validation_fraction: float = 0.1
 
     @property
     def mid(self) -> float:
@@ -142,8 +147,9 @@ class TwoTowerParams(FromDict):
         return max((self.rating_max - self.rating_min) / 2.0, 1e-9)
 
 
-def parquet_chunks(path: Path | str, *, label: str = "rating", where_split: str | None = "train",
-                   batch_rows: int = 65_536) -> Chunks:  # fmt: skip
+def parquet_chunks(
+    path: Path | str, *, label: str = "rating", where_split: str | None = "train", batch_rows: int = 65_536
+) -> Chunks:
     """Training pairs streamed from a Parquet file or folder (``user_idx``, ``item_idx``, ``label``, ``split``).
 
     Args:
@@ -162,8 +168,11 @@ def parquet_chunks(path: Path | str, *, label: str = "rating", where_split: str 
         filt = ds.field("split") == where_split if where_split is not None else None
         for b in data.to_batches(columns=["user_idx", "item_idx", label], filter=filt, batch_size=batch_rows):
             if b.num_rows:
-                yield (b.column(0).to_numpy().astype(np.int32), b.column(1).to_numpy().astype(np.int32),
-                       b.column(2).to_numpy().astype(np.float32))  # fmt: skip
+                yield (
+                    b.column(0).to_numpy().astype(np.int32),
+                    b.column(1).to_numpy().astype(np.int32),
+                    b.column(2).to_numpy().astype(np.float32),
+                )
 
     return chunks
 
@@ -173,8 +182,11 @@ def array_chunks(user_idx: np.ndarray, item_idx: np.ndarray, label: np.ndarray, 
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for s in range(0, len(label), rows):
-            yield (np.asarray(user_idx[s : s + rows], np.int32), np.asarray(item_idx[s : s + rows], np.int32),
-                   np.asarray(label[s : s + rows], np.float32))  # fmt: skip
+            yield (
+                np.asarray(user_idx[s : s + rows], np.int32),
+                np.asarray(item_idx[s : s + rows], np.int32),
+                np.asarray(label[s : s + rows], np.float32),
+            )
 
     return chunks
 
@@ -192,8 +204,9 @@ def _held_out(user_idx: np.ndarray, item_idx: np.ndarray, fraction: float, seed:
     return (x % np.uint64(1_000_000)) < np.uint64(round(fraction * 1_000_000))
 
 
-def holdout_chunks(chunks: Chunks, *, fraction: float, seed: int,
-                   by: Literal["pair", "user"] = "pair") -> tuple[Chunks, tuple[np.ndarray, ...]]:  # fmt: skip
+def holdout_chunks(
+    chunks: Chunks, *, fraction: float, seed: int, by: Literal["pair", "user"] = "pair"
+) -> tuple[Chunks, tuple[np.ndarray, ...]]:
     """Split a stream into training chunks and in-memory validation arrays, by a seeded hash.
 
     Args:
@@ -225,8 +238,9 @@ def holdout_chunks(chunks: Chunks, *, fraction: float, seed: int,
     return train, held
 
 
-def validation_chunks(chunks: Chunks, *, fraction: float, user_fraction: float = 0.0,
-                      seed: int) -> tuple[Chunks, tuple[np.ndarray, ...], tuple[np.ndarray, ...] | None]:  # fmt: skip
+def validation_chunks(
+    chunks: Chunks, *, fraction: float, user_fraction: float = 0.0, seed: int
+) -> tuple[Chunks, tuple[np.ndarray, ...], tuple[np.ndarray, ...] | None]:
     """The hold-outs :func:`fit_two_tower` validates on, carved from a stream by seeded hashes.
 
     Args:
@@ -278,7 +292,10 @@ def _tower(keras: Any, d_in: int, layers: tuple[int, ...], name: str) -> Any:
 
 
 def build_model(user_dim: int, item_dim: int, params: TwoTowerParams) -> Any:
-    """The Keras model ``(user_features [b, d_u], item_features [b, d_i]) -> [b, 1]`` (towers named ``user_tower``/``item_tower``)."""
+    """The Keras model ``(user_features [b, d_u], item_features [b, d_i]) -> [b, 1]``.
+
+    Its towers are named ``user_tower`` and ``item_tower``.
+    """
     import keras
 
     users = _tower(keras, user_dim, params.layers, "user_tower")
@@ -289,12 +306,14 @@ def build_model(user_dim: int, item_dim: int, params: TwoTowerParams) -> Any:
     if params.loss == "logistic":
         out = keras.layers.Dense(1, activation="sigmoid", name="head")(out)
     if params.loss == "softmax":  # the logit s * v_u . v_m (+ b_m)
-        out = keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(10.0),
-                                 name="scale")(out)  # fmt: skip
+        out = keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(10.0), name="scale")(
+            out
+        )
         if params.item_bias:
             b_in = keras.Input((item_dim,), name="bias_features")
-            bias = keras.Model(b_in, keras.layers.Dense(1, kernel_initializer="zeros", name="item_bias_out")(b_in),
-                               name="item_bias")  # fmt: skip
+            bias = keras.Model(
+                b_in, keras.layers.Dense(1, kernel_initializer="zeros", name="item_bias_out")(b_in), name="item_bias"
+            )
             out = keras.layers.Add(name="logit")([out, bias(i_in)])
     return keras.Model([u_in, i_in], out, name="two_tower")
 
@@ -348,8 +367,10 @@ class TwoTowerModel:
 
     def _tower(self, name: str) -> Any:
         if self.model is None:
-            raise RuntimeError("this two-tower model was loaded without its towers (load(..., towers=False)); "
-                               "it scores the users and items it stores but cannot embed new features")  # fmt: skip
+            raise RuntimeError(
+                "this two-tower model was loaded without its towers (load(..., towers=False)); "
+                "it scores the users and items it stores but cannot embed new features"
+            )
         return self.model.get_layer(name)
 
     def embed_users(self, user_x: np.ndarray) -> np.ndarray:
@@ -367,7 +388,9 @@ class TwoTowerModel:
         if not (self.params.loss == "softmax" and self.params.item_bias):
             return None
         x = np.asarray(item_x, np.float32)
-        return np.asarray(self._tower("item_bias").predict(x, batch_size=8192, verbose=0)).reshape(-1).astype(np.float32)
+        return (
+            np.asarray(self._tower("item_bias").predict(x, batch_size=8192, verbose=0)).reshape(-1).astype(np.float32)
+        )
 
     def temperatures(self, user_x: np.ndarray) -> np.ndarray | None:
         """``[n]`` factors ``t_u`` of user vectors ``[n, d_u]``: the cold temperature for those without rating
@@ -388,12 +411,13 @@ class TwoTowerModel:
             return dot
         factor: Any = self.scale
         if self.user_temperature is not None:
-            t = self.scale * self.user_temperature.astype(np.float64)[user_idx]
+            t = self.scale * _rows(self.user_temperature.astype(np.float64), user_idx, fill=1.0)
             factor = t if item_idx is not None else t[:, None]
         out = factor * dot
         if self.item_bias is not None:
             bias = self.item_bias.astype(np.float64)
-            out = out + (bias[None, :] if item_idx is None else bias[item_idx])
+            low = float(bias.min()) if bias.size else 0.0  # an unknown item: the least popular item's bias
+            out = out + (bias[None, :] if item_idx is None else _rows(bias, item_idx, fill=low))
         return out
 
     def _head(self) -> tuple[float, float]:
@@ -413,18 +437,20 @@ class TwoTowerModel:
         (monotone in the prediction, without clipping ties)."""
         u = np.asarray(user_idx, dtype=np.int64)
         i = np.asarray(item_idx, dtype=np.int64)
-        dot = np.einsum("nk,nk->n", self.user_emb[u].astype(np.float64), self.item_emb[i].astype(np.float64))
+        dot = np.einsum(
+            "nk,nk->n", _rows(self.user_emb, u).astype(np.float64), _rows(self.item_emb, i).astype(np.float64)
+        )
         return self._logits(dot, u, i)
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """``[n]`` predicted ratings (clipped) or probabilities of pairs of known users and items."""
+        """``[n]`` predicted ratings (clipped) or probabilities of pairs (unknown users and items: zero embeddings)."""
         out = self._output(self.score(user_idx, item_idx))
         return np.clip(out, self.params.rating_min, self.params.rating_max) if self.predicts_ratings else out
 
     def score_users(self, user_idx: np.ndarray) -> np.ndarray:
         """``[len(user_idx), n_items]`` ranking scores (:meth:`score` for every item)."""
         u = np.asarray(user_idx, dtype=np.int64)
-        return self._logits(self.user_emb[u].astype(np.float64) @ self.item_emb.T.astype(np.float64), u)
+        return self._logits(_rows(self.user_emb, u).astype(np.float64) @ self.item_emb.T.astype(np.float64), u)
 
     def save(self, path: Path) -> Path:
         """Write ``two_tower.keras``, ``preprocessing.json``, ``user_embeddings.parquet``,
@@ -467,9 +493,32 @@ class TwoTowerModel:
         items = pd.read_parquet(path / "item_embeddings.parquet").sort_values("item_idx")
         bias = items["bias"].to_numpy(np.float32) if "bias" in items.columns else None
         history = meta.get("history", {})
-        return cls(model, pre, _embeddings(users, "user_idx"), _embeddings(items, "item_idx"),
-                   TwoTowerParams.from_dict(meta["params"]), history, bias, float(history.get("scale", [1.0])[-1]),
-                   temperature)  # fmt: skip
+        return cls(
+            model,
+            pre,
+            _embeddings(users, "user_idx"),
+            _embeddings(items, "item_idx"),
+            TwoTowerParams.from_dict(meta["params"]),
+            history,
+            bias,
+            float(history.get("scale", [1.0])[-1]),
+            temperature,
+        )
+
+
+def _rows(table: np.ndarray, idx: np.ndarray, *, fill: float = 0.0) -> np.ndarray:
+    """``table[idx]`` with ``fill`` in the rows of indices outside the table (unknown users or items).
+
+    An unknown user or item has no embedding: a zero vector, so its dot products are 0 and
+    its score is the item bias alone (for a user: popularity) or the lowest bias (for an item).
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    known = (idx >= 0) & (idx < table.shape[0])
+    if known.all():
+        return table[idx]
+    out = np.full((idx.size, *table.shape[1:]), fill, dtype=table.dtype)
+    out[known] = table[idx[known]]
+    return out
 
 
 def embeddings_frame(emb: np.ndarray, key: str) -> pd.DataFrame:
@@ -532,9 +581,13 @@ def fit_two_tower(
 
     rng = np.random.default_rng(params.seed)
     spec = (tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32))
-    data = tf.data.Dataset.from_generator(
-        lambda: _shuffled_batches(train, params.batch_size, params.shuffle_window, rng), output_signature=spec
-    ).map(features).prefetch(2)
+    data = (
+        tf.data.Dataset.from_generator(
+            lambda: _shuffled_batches(train, params.batch_size, params.shuffle_window, rng), output_signature=spec
+        )
+        .map(features)
+        .prefetch(2)
+    )
     val = None
     if validation is not None and len(validation[0]):
         vu, vi, vy = (np.asarray(a) for a in validation)
@@ -545,37 +598,73 @@ def fit_two_tower(
     if params.loss == "softmax":
         held = None if validation is None or not len(validation[0]) else validation
         cold = None if cold_validation is None or not len(cold_validation[0]) else cold_validation
-        history, prior = _fit_softmax(model, train, ux, ix, params, preprocessor, rng, list(extra_callbacks or []),
-                                      held, cold)  # fmt: skip
-        out = TwoTowerModel(model, preprocessor, np.zeros((0, params.layers[-1]), np.float32),
-                            np.zeros((0, params.layers[-1]), np.float32), params, history,
-                            scale=history["scale"][-1])  # fmt: skip
+        history, prior = _fit_softmax(
+            model, train, ux, ix, params, preprocessor, rng, list(extra_callbacks or []), held, cold
+        )
+        out = TwoTowerModel(
+            model,
+            preprocessor,
+            np.zeros((0, params.layers[-1]), np.float32),
+            np.zeros((0, params.layers[-1]), np.float32),
+            params,
+            history,
+            scale=history["scale"][-1],
+        )
         out.user_emb, out.item_emb = out.embed_users(user_x), out.embed_items(item_x)
         out.item_bias = _with_prior(out.bias_items(item_x), prior)
         out.user_temperature = out.temperatures(user_x)
-        logger.info("two-tower (softmax) fitted: %d users x %d items, layers %s, %d epochs in %.1fs", out.n_users,
-                    out.n_items, params.layers, len(history["loss"]), time.monotonic() - start)  # fmt: skip
+        logger.info(
+            "two-tower (softmax) fitted: %d users x %d items, layers %s, %d epochs in %.1fs",
+            out.n_users,
+            out.n_items,
+            params.layers,
+            len(history["loss"]),
+            time.monotonic() - start,
+        )
         return out
-    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
-                  loss="mse" if mse else "binary_crossentropy")  # fmt: skip
-    callbacks: list[Any] = [keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: logger.info(
-        "two-tower epoch %d: %s", e + 1, {k: round(float(v), 5) for k, v in (logs or {}).items()}))]  # fmt: skip
+    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss="mse" if mse else "binary_crossentropy")
+    callbacks: list[Any] = [
+        keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda e, logs: logger.info(
+                "two-tower epoch %d: %s", e + 1, {k: round(float(v), 5) for k, v in (logs or {}).items()}
+            )
+        )
+    ]
     callbacks += list(extra_callbacks or [])
     if val is not None and params.patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience,
-                                                       restore_best_weights=True))  # fmt: skip
-    fitted = model.fit(data, validation_data=val, epochs=params.epochs, callbacks=callbacks, shuffle=False,
-                       verbose=1 if progress else 0)  # fmt: skip
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, restore_best_weights=True)
+        )
+    fitted = model.fit(
+        data,
+        validation_data=val,
+        epochs=params.epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=1 if progress else 0,
+    )
     history = {k: [float(x) for x in v] for k, v in fitted.history.items()}
     if mse and "val_loss" in history:
         history["val_rmse"] = [float(np.sqrt(v) * half) for v in history["val_loss"]]
     if val is not None and params.patience > 0 and "val_loss" in history:
         history["best_epoch"] = [float(int(np.argmin(history["val_loss"])) + 1)]
-    out = TwoTowerModel(model, preprocessor, np.zeros((0, params.layers[-1]), np.float32),
-                        np.zeros((0, params.layers[-1]), np.float32), params, history)  # fmt: skip
+    out = TwoTowerModel(
+        model,
+        preprocessor,
+        np.zeros((0, params.layers[-1]), np.float32),
+        np.zeros((0, params.layers[-1]), np.float32),
+        params,
+        history,
+    )
     out.user_emb, out.item_emb = out.embed_users(user_x), out.embed_items(item_x)
-    logger.info("two-tower fitted: %d users x %d items, layers %s, %d epochs in %.1fs", out.n_users, out.n_items,
-                params.layers, len(history.get("loss", [])), time.monotonic() - start)  # fmt: skip
+    logger.info(
+        "two-tower fitted: %d users x %d items, layers %s, %d epochs in %.1fs",
+        out.n_users,
+        out.n_items,
+        params.layers,
+        len(history.get("loss", [])),
+        time.monotonic() - start,
+    )
     return out
 
 
@@ -606,16 +695,24 @@ def _full_softmax_loss(vu: np.ndarray, vi: np.ndarray, bias: np.ndarray, item_id
 
 
 def _with_prior(feature_bias: np.ndarray | None, prior: np.ndarray | None) -> np.ndarray | None:
-    """``[n_items]`` item biases: the prior ``log(1 + count)`` where an item has one (not NaN), else its feature bias."""
+    """``[n_items]`` item biases: the prior ``log(1 + count)`` where an item has one (not NaN), else the feature one."""
     if feature_bias is None or prior is None:
         return feature_bias
     return np.where(np.isnan(prior), feature_bias, prior).astype(np.float32)
 
 
-def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerParams, preprocessor: TowerPreprocessor,
-                 rng: np.random.Generator, callbacks: list[Any], validation: tuple[np.ndarray, ...] | None = None,
-                 cold_validation: tuple[np.ndarray, ...] | None = None,
-                 ) -> tuple[dict[str, list[float]], np.ndarray | None]:  # fmt: skip
+def _fit_softmax(
+    model: Any,
+    train: Chunks,
+    ux: Any,
+    ix: Any,
+    params: TwoTowerParams,
+    preprocessor: TowerPreprocessor,
+    rng: np.random.Generator,
+    callbacks: list[Any],
+    validation: tuple[np.ndarray, ...] | None = None,
+    cold_validation: tuple[np.ndarray, ...] | None = None,
+) -> tuple[dict[str, list[float]], np.ndarray | None]:
     """Sampled-softmax training of both towers (see the module docstring).
 
     ``validation`` pairs give the warm validation loss; the cold one (and the cold temperature) come from
@@ -720,8 +817,11 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
 
     def item_side() -> tuple[np.ndarray, np.ndarray]:  # [n_items, k] embeddings, [n_items] biases
         vi = np.asarray(items(item_x_np, training=False))
-        b = (np.asarray(item_bias(item_x_np, training=False)).reshape(-1) if item_bias is not None
-             else np.zeros(vi.shape[0], np.float32))  # fmt: skip
+        b = (
+            np.asarray(item_bias(item_x_np, training=False)).reshape(-1)
+            if item_bias is not None
+            else np.zeros(vi.shape[0], np.float32)
+        )
         return vi, _with_prior(b, prior_np)
 
     def blanked(x: np.ndarray) -> np.ndarray:
@@ -757,19 +857,29 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
         logs = {"loss": history["loss"][-1]}
         if val_u is not None or cold_val_u is not None:
             warm, cold = validate()
-            logs.update(val_warm_loss=warm, val_cold_loss=cold,
-                        val_loss=(1.0 - params.cold_dropout) * warm + params.cold_dropout * cold)  # fmt: skip
+            logs.update(
+                val_warm_loss=warm,
+                val_cold_loss=cold,
+                val_loss=(1.0 - params.cold_dropout) * warm + params.cold_dropout * cold,
+            )
             for key in ("val_loss", "val_warm_loss", "val_cold_loss"):
                 history.setdefault(key, []).append(logs[key])
             if best is None or logs["val_loss"] < best[0]:
                 best = (logs["val_loss"], epoch, [v.numpy() for v in variables])
-        logger.info("two-tower (softmax) epoch %d: %s, scale %.2f", epoch + 1,
-                    ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), float(scale[0, 0]))  # fmt: skip
+        logger.info(
+            "two-tower (softmax) epoch %d: %s, scale %.2f",
+            epoch + 1,
+            ", ".join(f"{k} {v:.4f}" for k, v in logs.items()),
+            float(scale[0, 0]),
+        )
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
         if best is not None and params.patience > 0 and epoch - best[1] >= params.patience:
-            logger.info("two-tower (softmax): no validation improvement for %d epochs; keeping epoch %d",
-                        params.patience, best[1] + 1)  # fmt: skip
+            logger.info(
+                "two-tower (softmax): no validation improvement for %d epochs; keeping epoch %d",
+                params.patience,
+                best[1] + 1,
+            )
             break
     if best is not None and params.patience > 0:
         for var, value in zip(variables, best[2], strict=True):
@@ -779,12 +889,23 @@ def _fit_softmax(model: Any, train: Chunks, ux: Any, ix: Any, params: TwoTowerPa
     history["cold_temperature"] = [1.0]
     if params.calibrate_cold and cold_scored:
         vi, b = item_side()
-        ndcg = _cold_ndcg(lambda x: np.asarray(users(blanked(x), training=False)), user_x_np, vi, b,
-                          float(scale[0, 0]), train, (cold_val_u, cold_val_i), seed=params.seed)  # fmt: skip
+        ndcg = _cold_ndcg(
+            lambda x: np.asarray(users(blanked(x), training=False)),
+            user_x_np,
+            vi,
+            b,
+            float(scale[0, 0]),
+            train,
+            (cold_val_u, cold_val_i),
+            seed=params.seed,
+        )
         history["cold_ndcg"] = ndcg
         history["cold_temperature"] = [COLD_TEMPERATURES[int(np.argmax(ndcg))]]
-        logger.info("two-tower (softmax): cold temperature %.2f (validation NDCG@10 of new users %s)",
-                    history["cold_temperature"][0], [round(x, 4) for x in ndcg])  # fmt: skip
+        logger.info(
+            "two-tower (softmax): cold temperature %.2f (validation NDCG@10 of new users %s)",
+            history["cold_temperature"][0],
+            [round(x, 4) for x in ndcg],
+        )
     return history, prior_np
 
 
@@ -795,9 +916,18 @@ _CALIBRATION_USERS = 2000
 """At most this many validation users (a seeded sample) choose the cold temperature."""
 
 
-def _cold_ndcg(embed_cold: Callable[[np.ndarray], np.ndarray], user_x: np.ndarray, vi: np.ndarray, bias: np.ndarray,
-               scale: float, train: Chunks, validation: tuple[np.ndarray, np.ndarray], *, seed: int,
-               k: int = 10) -> list[float]:  # fmt: skip
+def _cold_ndcg(
+    embed_cold: Callable[[np.ndarray], np.ndarray],
+    user_x: np.ndarray,
+    vi: np.ndarray,
+    bias: np.ndarray,
+    scale: float,
+    train: Chunks,
+    validation: tuple[np.ndarray, np.ndarray],
+    *,
+    seed: int,
+    k: int = 10,
+) -> list[float]:
     """Validation NDCG@k of the held-out pairs' users scored as new users, per factor of :data:`COLD_TEMPERATURES`.
 
     Each user (at most :data:`_CALIBRATION_USERS`, a seeded sample) ranks every item but their
@@ -821,7 +951,8 @@ def _cold_ndcg(embed_cold: Callable[[np.ndarray], np.ndarray], user_x: np.ndarra
     Returns:
         ``[len(COLD_TEMPERATURES)]`` mean NDCG@k.
     """
-    from recsys.evaluation.metrics import ndcg_per_user, relevant_lists, top_k_items
+    from recsys.evaluation.metrics import ndcg_per_user, relevant_lists
+    from recsys.retrieval.topk import top_k_items
 
     val_u, val_i = validation
     pick = np.unique(val_u)
@@ -842,3 +973,38 @@ def _cold_ndcg(embed_cold: Callable[[np.ndarray], np.ndarray], user_x: np.ndarra
         lists = top_k_items(t * scale * dot + bias.astype(np.float64)[None, :], k, exclude=seen)
         out.append(float(np.nanmean(ndcg_per_user(lists, relevant, k=k, n_items=vi.shape[0]))))
     return out
+
+
+def _fit_inputs(inputs: TrainingInputs, params: TwoTowerParams, progress: bool = False) -> TwoTowerModel:
+    """:func:`fit_two_tower` on the training ratings and ``inputs.towers``' side data.
+
+    Holds out ``params.validation_fraction`` of the pairs and, for ``softmax``,
+    ``params.cold_validation_fraction`` of the users (:func:`validation_chunks`).
+
+    Raises:
+        ValueError: When the inputs carry no tower features.
+    """
+    if inputs.towers is None:
+        raise ValueError("the two-tower model needs side data: TrainingInputs.towers is None")
+    pre, user_x, item_x = inputs.towers()
+    users_out = params.cold_validation_fraction if params.loss == "softmax" else 0.0
+    chunks, validation, cold = validation_chunks(
+        array_chunks(inputs.user_idx, inputs.item_idx, np.asarray(inputs.rating, np.float32)),
+        fraction=params.validation_fraction,
+        user_fraction=users_out,
+        seed=params.seed,
+    )
+    return fit_two_tower(
+        user_x, item_x, chunks, params, pre, validation=validation, cold_validation=cold, progress=progress
+    )
+
+
+SPEC = ModelSpec(
+    name="two_tower",
+    label="two-tower",
+    params=TwoTowerParams,
+    fit=_fit_inputs,
+    loaders={"TwoTowerParams": TwoTowerModel.load},
+    role="cold_start",
+)
+"""The content-based two-tower model: cold-start users and items."""

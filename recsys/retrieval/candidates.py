@@ -26,8 +26,15 @@ logger = logging.getLogger(__name__)
 SOURCE_PRIORITY = {"similar": 0, "profile": 1, "popular": 2}
 
 
-def profile_candidates(users: np.ndarray, score_users: Callable[[np.ndarray], np.ndarray], history: pd.DataFrame,
-                       n: int, *, catalogue: np.ndarray | None = None, block: int = 2048) -> pd.DataFrame:  # fmt: skip
+def profile_candidates(
+    users: np.ndarray,
+    score_users: Callable[[np.ndarray], np.ndarray],
+    history: pd.DataFrame,
+    n: int,
+    *,
+    catalogue: np.ndarray | None = None,
+    block: int = 2048,
+) -> pd.DataFrame:
     """Each user's ``n`` best unseen items by a model's scores over the whole catalogue.
 
     Args:
@@ -41,7 +48,7 @@ def profile_candidates(users: np.ndarray, score_users: Callable[[np.ndarray], np
     Returns:
         (user_idx, item_idx, source="profile", anchor_idx=-1, order) rows, ``order`` = rank by score.
     """
-    from recsys.evaluation.metrics import top_k_items
+    from recsys.retrieval.topk import top_k_items
 
     cols = ["user_idx", "item_idx", "source", "anchor_idx", "order"]
     frames = []
@@ -54,9 +61,12 @@ def profile_candidates(users: np.ndarray, score_users: Callable[[np.ndarray], np
         top = top_k_items(scores, n, exclude=[seen.get(int(u), np.zeros(0, np.int64)) for u in b])
         rows, ranks = np.nonzero(top >= 0)
         frames.append(pd.DataFrame({"user_idx": b[rows], "item_idx": top[rows, ranks], "order": ranks}))
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"user_idx": [], "item_idx": [], "order": []})
-    return out.assign(source="profile", anchor_idx=-1).astype({"user_idx": np.int64, "item_idx": np.int64,
-                                                                "order": np.int64})[cols]  # fmt: skip
+    out = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"user_idx": [], "item_idx": [], "order": []})
+    )
+    return out.assign(source="profile", anchor_idx=-1).astype(
+        {"user_idx": np.int64, "item_idx": np.int64, "order": np.int64}
+    )[cols]
 
 
 def recent_items(history: pd.DataFrame, n_recent: int) -> pd.DataFrame:
@@ -92,10 +102,17 @@ def popular_unseen(users: np.ndarray, history: pd.DataFrame, popular: np.ndarray
     """
     cols = ["user_idx", "item_idx", "source", "anchor_idx", "order"]
     if n_popular <= 0 or users.size == 0 or popular.size == 0:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, (np.int64, np.int64, object, np.int64, np.int64), strict=True)})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in zip(cols, (np.int64, np.int64, object, np.int64, np.int64), strict=True)}
+        )
     head = popular[: 2 * n_popular]
-    pop = pd.DataFrame({"user_idx": np.repeat(users, head.size), "item_idx": np.tile(head, users.size),
-                        "order": np.tile(np.arange(head.size), users.size)})  # fmt: skip
+    pop = pd.DataFrame(
+        {
+            "user_idx": np.repeat(users, head.size),
+            "item_idx": np.tile(head, users.size),
+            "order": np.tile(np.arange(head.size), users.size),
+        }
+    )
     seen = history[["user_idx", "item_idx"]].drop_duplicates().assign(_seen=True)
     pop = pop.merge(seen, on=["user_idx", "item_idx"], how="left")
     pop = pop[pop["_seen"].isna()].drop(columns="_seen")
@@ -165,6 +182,9 @@ def build_candidates(
     out["anchor_idx"] = out["anchor_idx"].astype(np.int64)
     logger.info(
         "candidates: %d users, %d rows (%.1f per user; %s)",
-        users.size, len(out), len(out) / max(users.size, 1), out["source"].value_counts().to_dict(),
-    )  # fmt: skip
+        users.size,
+        len(out),
+        len(out) / max(users.size, 1),
+        out["source"].value_counts().to_dict(),
+    )
     return out

@@ -40,12 +40,12 @@ class ExactIndex(NeighborIndex):
         self.block = block
         self._v: np.ndarray | None = None
 
-    def build(self, vectors: np.ndarray) -> ExactIndex:  # noqa: D102
+    def build(self, vectors: np.ndarray) -> ExactIndex:
         self._v = np.asarray(vectors, dtype=np.float64)
         self._sq = np.einsum("nd,nd->n", self._v, self._v)
         return self
 
-    def query(self, queries: np.ndarray, k: int, *, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # noqa: D102
+    def query(self, queries: np.ndarray, k: int, *, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self._v is None:
             raise RuntimeError("build() the index before querying it")
         q = np.asarray(queries, dtype=np.float64)

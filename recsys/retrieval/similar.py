@@ -8,9 +8,7 @@ import pandas as pd
 from recsys.retrieval.index import ExactIndex, NeighborIndex
 
 
-def similar_items(
-    vectors: np.ndarray, k: int, *, source: str, index: NeighborIndex | None = None
-) -> pd.DataFrame:
+def similar_items(vectors: np.ndarray, k: int, *, source: str, index: NeighborIndex | None = None) -> pd.DataFrame:
     """Nearest ``k`` items of every item (itself excluded).
 
     Args:
@@ -26,8 +24,18 @@ def similar_items(
     n = vectors.shape[0]
     k = min(k, n - 1)
     if k <= 0:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (("item_idx", np.int32), ("rank", np.int32),
-                             ("neighbor_idx", np.int32), ("distance", np.float64), ("source", object))})  # fmt: skip
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=t)
+                for c, t in (
+                    ("item_idx", np.int32),
+                    ("rank", np.int32),
+                    ("neighbor_idx", np.int32),
+                    ("distance", np.float64),
+                    ("source", object),
+                )
+            }
+        )
     index = (index or ExactIndex()).build(vectors)
     ids, dists = index.query(vectors, k, exclude=np.arange(n))
     return pd.DataFrame(

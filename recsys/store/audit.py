@@ -105,7 +105,7 @@ class AuditReport:
 
 
 def _problem(code: str, message: str, examples: Iterable[Any] = ()) -> str:
-    shown = sorted((str(e) for e in examples))[:_EXAMPLES]
+    shown = sorted(str(e) for e in examples)[:_EXAMPLES]
     suffix = f" (e.g. {shown})" if shown else ""
     return f"{code}: {message}{suffix}"
 
@@ -270,7 +270,9 @@ def _audit_similar_items(sims: pd.DataFrame, known: frozenset[str]) -> list[str]
             )
         )
     problems += _repeats(
-        sims, ["item_id", "source", "neighbor_id"], SIMILAR_DUPLICATE_NEIGHBORS,
+        sims,
+        ["item_id", "source", "neighbor_id"],
+        SIMILAR_DUPLICATE_NEIGHBORS,
         "a neighbour already in the same (item, source) list",
     )
     problems += _non_finite(sims, "distance", SIMILAR_NON_FINITE_DISTANCES, example_column="item_id")

@@ -31,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -71,10 +71,25 @@ RECOMMENDATIONS_LATEST = "recommendations_latest"
 SIMILAR_ITEMS_LATEST = "similar_items_latest"
 
 RUN_COLUMNS: tuple[str, ...] = (
-    "run_id", "run_date", "dataset", "model_version", "status", "metrics", "created_at", "published_at",
+    "run_id",
+    "run_date",
+    "dataset",
+    "model_version",
+    "status",
+    "metrics",
+    "created_at",
+    "published_at",
 )
 RECOMMENDATION_COLUMNS: tuple[str, ...] = (
-    "run_id", "user_id", "rank", "item_id", "score", "reason", "model_version", "run_date", "generated_at",
+    "run_id",
+    "user_id",
+    "rank",
+    "item_id",
+    "score",
+    "reason",
+    "model_version",
+    "run_date",
+    "generated_at",
 )
 SIMILAR_ITEM_COLUMNS: tuple[str, ...] = ("run_id", "item_id", "rank", "neighbor_id", "distance", "source")
 
@@ -231,8 +246,8 @@ def _iso_date(value: str) -> str:
 def _utc_iso(value: str | datetime) -> str:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _json_default(value: Any) -> Any:
@@ -260,8 +275,14 @@ def _floats(values: pd.Series) -> list[float]:
 
 
 _TO_SQL: dict[str, Callable[[pd.Series], list[Any]]] = {
-    "user_id": _texts, "item_id": _texts, "neighbor_id": _texts, "source": _texts, "reason": _texts,
-    "rank": _ints, "score": _floats, "distance": _floats,
+    "user_id": _texts,
+    "item_id": _texts,
+    "neighbor_id": _texts,
+    "source": _texts,
+    "reason": _texts,
+    "rank": _ints,
+    "score": _floats,
+    "distance": _floats,
 }
 
 
@@ -339,7 +360,7 @@ class Store(ABC):
     def _existing_objects(self) -> set[str]:
         """Names of the tables and views visible to the connection."""
 
-    def _lock_schema(self) -> None:
+    def _lock_schema(self) -> None:  # noqa: B027 (an optional hook: a no-op unless a backend overrides it)
         """Serialise concurrent schema creation (inside the DDL transaction); no-op by default."""
 
     @abstractmethod
@@ -460,8 +481,17 @@ class Store(ABC):
         known = frozenset(str(i) for i in known_items)
         self._execute(
             _SQL_BEGIN_RUN,
-            (run.run_id, _iso_date(run.run_date), run.dataset, run.model_version, STAGED,
-             _metrics_json(run.metrics), _utc_now(), STAGED, FAILED),
+            (
+                run.run_id,
+                _iso_date(run.run_date),
+                run.dataset,
+                run.model_version,
+                STAGED,
+                _metrics_json(run.metrics),
+                _utc_now(),
+                STAGED,
+                FAILED,
+            ),
         )
         try:
             report = self._stage_and_audit(run, recommendations, similar_items, expected, known, seen, k)
@@ -479,7 +509,11 @@ class Store(ABC):
             raise
         logger.info(
             "published run %s (%d recommendations for %d users, %d similar-item rows; previous live %s) in %.2fs",
-            run.run_id, report.n_recommendations, report.n_users, report.n_similar_rows, previous,
+            run.run_id,
+            report.n_recommendations,
+            report.n_users,
+            report.n_similar_rows,
+            previous,
             time.perf_counter() - started,
         )
         return report
@@ -502,16 +536,25 @@ class Store(ABC):
         rec_rows = _rows(
             recommendations[list(RECOMMENDATION_INPUT_COLUMNS)],
             RECOMMENDATION_COLUMNS,
-            {"run_id": run.run_id, "model_version": run.model_version, "run_date": _iso_date(run.run_date),
-             "generated_at": _utc_iso(run.generated_at)},
+            {
+                "run_id": run.run_id,
+                "model_version": run.model_version,
+                "run_date": _iso_date(run.run_date),
+                "generated_at": _utc_iso(run.generated_at),
+            },
         )
         sim_rows = _rows(similar_items[list(SIMILAR_ITEM_INPUT_COLUMNS)], SIMILAR_ITEM_COLUMNS, {"run_id": run.run_id})
         with self._transaction():
             self._clear_staging(run.run_id)
             self._bulk_insert(RECOMMENDATIONS_STAGING, RECOMMENDATION_COLUMNS, rec_rows)
             self._bulk_insert(SIMILAR_ITEMS_STAGING, SIMILAR_ITEM_COLUMNS, sim_rows)
-        logger.info("staged run %s: %d recommendation rows, %d similar-item rows in %.2fs",
-                    run.run_id, len(rec_rows), len(sim_rows), time.perf_counter() - started)
+        logger.info(
+            "staged run %s: %d recommendation rows, %d similar-item rows in %.2fs",
+            run.run_id,
+            len(rec_rows),
+            len(sim_rows),
+            time.perf_counter() - started,
+        )
 
         staged_recs = self._select(RECOMMENDATIONS_STAGING, RECOMMENDATION_COLUMNS, "user_id, rank", run_id=run.run_id)
         staged_sims = self._select(SIMILAR_ITEMS_STAGING, SIMILAR_ITEM_COLUMNS, "item_id, rank", run_id=run.run_id)
@@ -626,4 +669,4 @@ class Store(ABC):
 
 def _utc_now() -> str:
     """Bookkeeping time (runs.created_at / published_at), not data time."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")

@@ -33,9 +33,7 @@ class PostgresStore(Store):
         schema: Schema to create (if missing) and use for all tables and views.
     """
 
-    TYPES = ColumnTypes(
-        text="TEXT", date="DATE", timestamp="TIMESTAMPTZ", integer="INTEGER", double="DOUBLE PRECISION"
-    )
+    TYPES = ColumnTypes(text="TEXT", date="DATE", timestamp="TIMESTAMPTZ", integer="INTEGER", double="DOUBLE PRECISION")
     FOR_UPDATE = " FOR UPDATE"
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
@@ -50,7 +48,9 @@ class PostgresStore(Store):
             raise
         logger.debug(
             "opened PostgreSQL store host=%s db=%s schema=%s",
-            self._conn.info.host, self._conn.info.dbname, schema or "(search_path)",
+            self._conn.info.host,
+            self._conn.info.dbname,
+            schema or "(search_path)",
         )
 
     def _execute(self, statement: str, params: Sequence[Any] = ()) -> None:

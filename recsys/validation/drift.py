@@ -37,11 +37,14 @@ class DriftTolerances:
 
 def table_stats(frames: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     """Statistics the drift check compares: rows per table; users, items and mean of ``ratings``."""
-    stats: dict[str, Any] = {"rows": {name: int(len(df)) for name, df in frames.items()}}
+    stats: dict[str, Any] = {"rows": {name: len(df) for name, df in frames.items()}}
     if "ratings" in frames and len(frames["ratings"]):
         r = frames["ratings"]
-        stats["ratings"] = {"users": int(r["user_idx"].nunique()), "items": int(r["item_idx"].nunique()),
-                            "rating_mean": float(r["rating"].mean())}  # fmt: skip
+        stats["ratings"] = {
+            "users": int(r["user_idx"].nunique()),
+            "items": int(r["item_idx"].nunique()),
+            "rating_mean": float(r["rating"].mean()),
+        }
     return stats
 
 
@@ -80,16 +83,30 @@ def drift_expectations(previous: Mapping[str, Any], tol: DriftTolerances) -> dic
     out: dict[str, list[Any]] = {}
     for name, n in previous.get("rows", {}).items():
         if n > 0:
-            out.setdefault(name, []).append(e.ExpectTableRowCountToBeBetween(
-                min_value=int(n * (1 - tol.rows)), max_value=int(n * (1 + tol.rows)) + 1))  # fmt: skip
+            out.setdefault(name, []).append(
+                e.ExpectTableRowCountToBeBetween(
+                    min_value=int(n * (1 - tol.rows)), max_value=int(n * (1 + tol.rows)) + 1
+                )
+            )
     r = previous.get("ratings")
     if r:
-        out.setdefault("ratings", []).extend([
-            e.ExpectColumnUniqueValueCountToBeBetween(column="user_idx", min_value=int(r["users"] * (1 - tol.distinct)),
-                                                      max_value=int(r["users"] * (1 + tol.distinct)) + 1),
-            e.ExpectColumnUniqueValueCountToBeBetween(column="item_idx", min_value=int(r["items"] * (1 - tol.distinct)),
-                                                      max_value=int(r["items"] * (1 + tol.distinct)) + 1),
-            e.ExpectColumnMeanToBeBetween(column="rating", min_value=r["rating_mean"] - tol.rating_mean,
-                                          max_value=r["rating_mean"] + tol.rating_mean),
-        ])  # fmt: skip
+        out.setdefault("ratings", []).extend(
+            [
+                e.ExpectColumnUniqueValueCountToBeBetween(
+                    column="user_idx",
+                    min_value=int(r["users"] * (1 - tol.distinct)),
+                    max_value=int(r["users"] * (1 + tol.distinct)) + 1,
+                ),
+                e.ExpectColumnUniqueValueCountToBeBetween(
+                    column="item_idx",
+                    min_value=int(r["items"] * (1 - tol.distinct)),
+                    max_value=int(r["items"] * (1 + tol.distinct)) + 1,
+                ),
+                e.ExpectColumnMeanToBeBetween(
+                    column="rating",
+                    min_value=r["rating_mean"] - tol.rating_mean,
+                    max_value=r["rating_mean"] + tol.rating_mean,
+                ),
+            ]
+        )
     return out

@@ -93,9 +93,7 @@ def validate_tables(
     for name, df in frames.items():
         schema = table(name)
         suite = gx.ExpectationSuite(name=name)
-        for exp in expectations_for(
-            schema, min_rows=(min_rows or {}).get(name), reference_values=refs
-        ):
+        for exp in expectations_for(schema, min_rows=(min_rows or {}).get(name), reference_values=refs):
             suite.add_expectation(exp)
         for exp in (extra or {}).get(name, []):
             suite.add_expectation(exp)
@@ -113,9 +111,12 @@ def validate_tables(
                 report.failures.append(f"{name}: {_describe(r)}")
     logger.info(
         "validation gate: %s, %d tables, %d expectations, %d failures in %.1fs",
-        "passed" if report.ok else "FAILED", len(frames), sum(report.checked.values()),
-        len(report.failures), time.monotonic() - start,
-    )  # fmt: skip
+        "passed" if report.ok else "FAILED",
+        len(frames),
+        sum(report.checked.values()),
+        len(report.failures),
+        time.monotonic() - start,
+    )
     return report
 
 

@@ -47,9 +47,7 @@ def expectations_for(
         if col.allowed is not None:
             out.append(e.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(col.allowed)))
         if col.references is not None and reference_values is not None and col.references in reference_values:
-            out.append(
-                e.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(reference_values[col.references]))
-            )
+            out.append(e.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(reference_values[col.references])))
     if len(schema.key) == 1:
         out.append(e.ExpectColumnValuesToBeUnique(column=schema.key[0]))
     elif len(schema.key) > 1:

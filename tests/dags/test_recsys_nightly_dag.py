@@ -42,9 +42,24 @@ def test_policy(dagbag) -> None:
 
 def test_params_for_ui_triggers(dagbag) -> None:
     params = dagbag.dags["recsys_nightly"].params
-    for name in ("run_date", "dataset", "top_k", "seed", "synthetic_n_users", "synthetic_n_items", "ranking_model",
-                 "rating_model", "tune", "tune_trials", "cf_epochs", "autorec_epochs", "ranker_epochs",
-                 "cold_start_model", "cold_start_max_ratings", "two_tower_epochs"):
+    for name in (
+        "run_date",
+        "dataset",
+        "top_k",
+        "seed",
+        "synthetic_n_users",
+        "synthetic_n_items",
+        "ranking_model",
+        "rating_model",
+        "tune",
+        "tune_trials",
+        "cf_epochs",
+        "autorec_epochs",
+        "ranker_epochs",
+        "cold_start_model",
+        "cold_start_max_ratings",
+        "two_tower_epochs",
+    ):
         assert name in params
     assert params["top_k"] == 10
     assert params["dataset"] == "synthetic"
@@ -86,14 +101,28 @@ def test_structure(dagbag) -> None:
         upstream = dag.get_task(a).get_flat_relative_ids(upstream=True)
         assert not upstream & set(trainers), (a, upstream)
     assert {t.task_id for t in dag.tasks} == {
-        "resolve", "ingest_args", "build_tables_args", "ingest", "build_tables", "validate",
-        "tune", "train_cf", "train_autorec", "train_ranker", "train_two_tower", "similar_items", "recommend", "publish", "report",
-    }  # fmt: skip
+        "resolve",
+        "ingest_args",
+        "build_tables_args",
+        "ingest",
+        "build_tables",
+        "validate",
+        "tune",
+        "train_cf",
+        "train_autorec",
+        "train_ranker",
+        "train_two_tower",
+        "similar_items",
+        "recommend",
+        "publish",
+        "report",
+    }
     assert dag.get_task("ingest").task_type == "SparkSubmitOperator"
     assert dag.get_task("build_tables").task_type == "SparkSubmitOperator"
     assert {o.uri for o in dag.get_task("publish").outlets} == {
-        "recsys://store/recommendations_latest", "recsys://store/similar_items_latest",
-    }  # fmt: skip
+        "recsys://store/recommendations_latest",
+        "recsys://store/similar_items_latest",
+    }
 
 
 def test_dag_file_parses_without_heavy_imports(tmp_path) -> None:
@@ -104,6 +133,11 @@ def test_dag_file_parses_without_heavy_imports(tmp_path) -> None:
         " if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
     )
     env = airflow_env(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", code, str(PROJECT_ROOT / "dags" / "recsys_nightly.py")],
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(PROJECT_ROOT / "dags" / "recsys_nightly.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

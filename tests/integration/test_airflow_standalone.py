@@ -35,7 +35,7 @@ def _call(url: str, *, method: str = "GET", body: dict | None = None, token: str
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (localhost only)
+    with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read() or b"{}")
 
 
@@ -50,7 +50,7 @@ def _processes_of(airflow_home: Path) -> list[psutil.Process]:
     return out
 
 
-def _wait(predicate, timeout: float, what: str, step: float = 3.0):  # noqa: ANN001, ANN202
+def _wait(predicate, timeout: float, what: str, step: float = 3.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -79,24 +79,38 @@ def test_standalone_trigger_with_params_then_stop(tmp_path: Path) -> None:
     try:
         _wait(lambda: _call(f"{base}/api/v2/version"), 240, "the API server")
         password_file = airflow_home / "simple_auth_manager_passwords.json.generated"
-        password = _wait(lambda: password_file.exists() and json.loads(password_file.read_text())["admin"], 60,
-                         "the admin password")  # fmt: skip
+        password = _wait(
+            lambda: password_file.exists() and json.loads(password_file.read_text())["admin"], 60, "the admin password"
+        )
         token = _call(f"{base}/auth/token", method="POST", body={"username": "admin", "password": password})[
             "access_token"
         ]
-        _wait(lambda: _call(f"{base}/api/v2/dags/recsys_nightly", token=token).get("dag_id"), 180, "the DAG to be parsed")
+        _wait(
+            lambda: _call(f"{base}/api/v2/dags/recsys_nightly", token=token).get("dag_id"), 180, "the DAG to be parsed"
+        )
         _call(f"{base}/api/v2/dags/recsys_nightly", method="PATCH", body={"is_paused": False}, token=token)
-        conf = {"run_date": "2026-11-25", "synthetic_n_users": 120, "synthetic_n_items": 100, "top_k": 5,
-                "cf_epochs": 5}  # fmt: skip
-        run = _call(f"{base}/api/v2/dags/recsys_nightly/dagRuns", method="POST",
-                    body={"logical_date": None, "conf": conf}, token=token)  # fmt: skip
+        conf = {
+            "run_date": "2026-11-25",
+            "synthetic_n_users": 120,
+            "synthetic_n_items": 100,
+            "top_k": 5,
+            "cf_epochs": 5,
+        }
+        run = _call(
+            f"{base}/api/v2/dags/recsys_nightly/dagRuns",
+            method="POST",
+            body={"logical_date": None, "conf": conf},
+            token=token,
+        )
         url = f"{base}/api/v2/dags/recsys_nightly/dagRuns/{urllib.request.quote(run['dag_run_id'])}"
 
         def finished() -> str | None:
             state = _call(url, token=token)["state"]
             return state if state in ("success", "failed") else None
 
-        assert _wait(finished, 600, "the triggered run", step=5) == "success", (tmp_path / "airflow.log").read_text()[-5000:]
+        assert _wait(finished, 600, "the triggered run", step=5) == "success", (tmp_path / "airflow.log").read_text()[
+            -5000:
+        ]
         with open_store(f"sqlite:///{tmp_path / 'store' / 'recsys.db'}") as store:
             recs = store.read_recommendations()
             assert store.latest_run_id() == "synthetic_20261125"

@@ -19,8 +19,14 @@ from tests.conftest import load_bench
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 MODELS = ("two_tower", "two_tower_served", "cf_explicit", "popularity", "demographic_popularity")
-SMALL = {"n_users": 600, "n_items": 300, "n_groups": 8, "mean_ratings_per_user": 45.0, "min_ratings_per_user": 15,
-         "seed": 42}  # fmt: skip
+SMALL = {
+    "n_users": 600,
+    "n_items": 300,
+    "n_groups": 8,
+    "mean_ratings_per_user": 45.0,
+    "min_ratings_per_user": 15,
+    "seed": 42,
+}
 FAST_EPOCHS = 20
 # 90 cold items: with the default 30 at this size, one arbitrary global item order scores anywhere from 0.7x to
 # 1.5x the tied baselines (few cold items, skewed popularity), too wide to tell a model from luck.
@@ -28,22 +34,32 @@ FRACTIONS = {"cold_item_fraction": 0.3}
 FOLDS = 2  # two rotated splits, pooled
 
 
-
 @pytest.fixture(scope="module")
-def bench_run(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, dict, Path]:  # noqa: ANN001
+def bench_run(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, dict, Path]:
     bench = load_bench("cold_start")
     assert bench.MODELS == MODELS
     out = tmp_path_factory.mktemp("cold_start")
     fast = bench.pipeline_two_tower_params({"epochs": FAST_EPOCHS})  # the pipeline's model, fewer epochs
-    result = bench.run_cold_start(("synthetic",), out_dir=out, raw_dir=tmp_path_factory.mktemp("raw"), synthetic=SMALL,
-                                  k=10, seed=42, two_tower=fast, fractions=FRACTIONS, folds=FOLDS, spark=spark)  # fmt: skip
+    result = bench.run_cold_start(
+        ("synthetic",),
+        out_dir=out,
+        raw_dir=tmp_path_factory.mktemp("raw"),
+        synthetic=SMALL,
+        k=10,
+        seed=42,
+        two_tower=fast,
+        fractions=FRACTIONS,
+        folds=FOLDS,
+        spark=spark,
+    )
     return bench, result, out
 
 
-def test_table_json_and_html_have_every_cohort_and_model(bench_run) -> None:  # noqa: ANN001
+def test_table_json_and_html_have_every_cohort_and_model(bench_run) -> None:
     bench, result, out = bench_run
-    data = json.loads((out / "cold_start.json").read_text(),
-                      parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))  # fmt: skip
+    data = json.loads(
+        (out / "cold_start.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")
+    )
     ds = data["datasets"]["synthetic"]
     c = ds["counts"]
     sizes = (c["n_users"], c["n_items"], c["n_cold_users"], c["n_cold_items"], c["n_few_users"])
@@ -52,9 +68,11 @@ def test_table_json_and_html_have_every_cohort_and_model(bench_run) -> None:  # 
     # pooled metrics: each fold's mean weighted by its users
     for f in ds["per_fold"]:
         assert 0 <= f["cold_users_ndcg"]["two_tower"] <= 1 and 0 <= f["cold_temperature"] <= 1
-    assert min(f["cold_users_ndcg"]["popularity"] for f in ds["per_fold"]) - 1e-9 \
-        <= ds["metrics"]["cold_users"]["popularity"]["ndcg"] \
+    assert (
+        min(f["cold_users_ndcg"]["popularity"] for f in ds["per_fold"]) - 1e-9
+        <= ds["metrics"]["cold_users"]["popularity"]["ndcg"]
         <= max(f["cold_users_ndcg"]["popularity"] for f in ds["per_fold"]) + 1e-9
+    )
     assert ds["two_tower"]["n_cold_validation_users"] > 0
     for cohort in COHORTS:
         for model in MODELS:
@@ -86,7 +104,7 @@ def test_table_json_and_html_have_every_cohort_and_model(bench_run) -> None:  # 
     assert {tuple(line.split()[:2]) for line in lines[2:]} == {(c, m) for c in COHORTS for m in MODELS}
 
 
-def test_two_tower_beats_the_tied_baselines_on_cold_items(bench_run) -> None:  # noqa: ANN001
+def test_two_tower_beats_the_tied_baselines_on_cold_items(bench_run) -> None:
     _, result, _ = bench_run
     ci = result["datasets"]["synthetic"]["metrics"]["cold_items"]
     # Measured (600 x 300, 90 cold items, 2026-12): the pipeline's softmax two-tower, 20 epochs, two folds pooled:
@@ -102,6 +120,12 @@ def test_two_tower_beats_the_tied_baselines_on_cold_items(bench_run) -> None:  #
 def test_two_tower_overrides_parse_numbers_tuples_and_booleans() -> None:
     bench = load_bench("cold_start")
     got = bench._overrides("epochs=5, learning_rate=0.003,layers=64-32,item_bias=false,cold_dropout=1e-1,loss=mse")
-    assert got == {"epochs": 5, "learning_rate": 0.003, "layers": (64, 32), "item_bias": False, "cold_dropout": 0.1,
-                   "loss": "mse"}  # fmt: skip
+    assert got == {
+        "epochs": 5,
+        "learning_rate": 0.003,
+        "layers": (64, 32),
+        "item_bias": False,
+        "cold_dropout": 0.1,
+        "loss": "mse",
+    }
     assert bench.pipeline_two_tower_params(got).item_bias is False

@@ -17,17 +17,45 @@ from tests.conftest import load_bench
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-RATING_MODELS = {"cf_explicit", "autorec", "two_tower_mse", "global_mean", "item_mean", "user_item_bias", "spark_als_explicit"}
-RANKING_MODELS = {"cf_explicit", "autorec", "cf_implicit", "ease", "ranker", "two_tower", "two_tower_mse", "item_mean", "user_item_bias", "popularity",
-                  "spark_als_explicit", "spark_als_implicit"}  # fmt: skip
+RATING_MODELS = {
+    "cf_explicit",
+    "autorec",
+    "two_tower_mse",
+    "global_mean",
+    "item_mean",
+    "user_item_bias",
+    "spark_als_explicit",
+}
+RANKING_MODELS = {
+    "cf_explicit",
+    "autorec",
+    "cf_implicit",
+    "ease",
+    "ranker",
+    "two_tower",
+    "two_tower_mse",
+    "item_mean",
+    "user_item_bias",
+    "popularity",
+    "spark_als_explicit",
+    "spark_als_implicit",
+}
 ALL_MODELS = RATING_MODELS | RANKING_MODELS
-RANKING_METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "diversity",
-                   "popularity_bias")  # fmt: skip
-
+RANKING_METRICS = (
+    "ndcg",
+    "precision",
+    "recall",
+    "map",
+    "hit_rate",
+    "coverage",
+    "novelty",
+    "diversity",
+    "popularity_bias",
+)
 
 
 @pytest.fixture(scope="module")
-def bench_run(spark, ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, dict, Path]:  # noqa: ANN001
+def bench_run(spark, ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, dict, Path]:
     bench = load_bench("quality")
     out = tmp_path_factory.mktemp("quality")
     # No warm-up: timings are not checked here, and it would add about 50 s.
@@ -35,7 +63,7 @@ def bench_run(spark, ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return bench, result, out
 
 
-def test_json_and_html_have_every_model_with_finite_metrics(bench_run) -> None:  # noqa: ANN001
+def test_json_and_html_have_every_model_with_finite_metrics(bench_run) -> None:
     bench, result, out = bench_run
     text = (out / "quality.json").read_text()
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
@@ -65,7 +93,15 @@ def test_json_and_html_have_every_model_with_finite_metrics(bench_run) -> None: 
     assert data["params"]["autorec"]["hidden"] == AutoRecParams().hidden
     assert data["params"]["cf_implicit"]["loss"] == ImplicitCFParams().loss
     assert data["environment"]["cpu_count"] >= 1 and data["environment"]["pyspark"]
-    assert set(data["ratios"]) == {"cf_explicit", "autorec", "cf_implicit", "ease", "ranker", "two_tower", "two_tower_mse"}
+    assert set(data["ratios"]) == {
+        "cf_explicit",
+        "autorec",
+        "cf_implicit",
+        "ease",
+        "ranker",
+        "two_tower",
+        "two_tower_mse",
+    }
     ndcg_ratio = data["ratios"]["cf_implicit"]["ndcg"]
     assert ndcg_ratio["ratio"] == pytest.approx(data["means"]["cf_implicit"]["ndcg"] / ndcg_ratio["reference_value"])
     assert {t["status"] for t in data["targets"]} <= {"pass", "fail", "n/a"} and len(data["targets"]) == 7
@@ -81,7 +117,7 @@ def test_json_and_html_have_every_model_with_finite_metrics(bench_run) -> None: 
     assert {line.split()[0] for line in lines[2:]} == ALL_MODELS
 
 
-def test_our_models_beat_the_baselines_by_a_margin(bench_run) -> None:  # noqa: ANN001
+def test_our_models_beat_the_baselines_by_a_margin(bench_run) -> None:
     _, result, _ = bench_run
     m = result["means"]
     # Fold u1, measured with the defaults of 2026-11: cf_explicit RMSE 0.924 vs item mean 1.033 (ratio 0.89) and

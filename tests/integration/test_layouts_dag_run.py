@@ -22,8 +22,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Two layouts also take the other serving paths: the rating model ranks (AutoRec, or the course's
 # factorisation when AutoRec is not trained).
-SERVING = {"ml-1m": ({"ranking_model": "explicit"}, "autorec"),
-           "ml-10m": ({"ranking_model": "explicit", "rating_model": "mf"}, "cf")}  # fmt: skip
+SERVING = {
+    "ml-1m": ({"ranking_model": "explicit"}, "autorec"),
+    "ml-10m": ({"ranking_model": "explicit", "rating_model": "mf"}, "cf"),
+}
 
 
 @pytest.mark.parametrize(("layout", "day"), [("ml-1m", 1), ("ml-10m", 2), ("ml-csv", 3), ("events", 4)])
@@ -34,8 +36,15 @@ def test_layout_runs_end_to_end(home: Path, tmp_path: Path, layout: str, day: in
     date = f"2026-12-0{day}"
     dataset = f"fixture-{layout}"
     serving, model = SERVING.get(layout, ({}, "ranker"))
-    conf = {"run_date": date, "dataset": dataset, "data_dir": str(data), "cf_epochs": 5, "autorec_epochs": 20,
-            "two_tower_epochs": 5, **serving}  # fmt: skip
+    conf = {
+        "run_date": date,
+        "dataset": dataset,
+        "data_dir": str(data),
+        "cf_epochs": 5,
+        "autorec_epochs": 20,
+        "two_tower_epochs": 5,
+        **serving,
+    }
     proc = dags_test(home, date, conf, capture=True)
     assert dag_run_state(home, date).get("__dag_run__") == "success", proc.stdout[-4000:]
     lake = Settings(home=home, dataset=dataset).lake
@@ -61,7 +70,7 @@ def test_layout_runs_end_to_end(home: Path, tmp_path: Path, layout: str, day: in
         _check_cold_start(home, dataset, date, recs, ratings, users)
 
 
-def _check_cold_start(home: Path, dataset: str, date: str, recs, ratings, users) -> None:  # noqa: ANN001
+def _check_cold_start(home: Path, dataset: str, date: str, recs, ratings, users) -> None:
     """New and light users are served by the two-tower model (said in the reason); new items get neighbours."""
     from recsys.pipeline import COLD_START_NOTE
 

@@ -25,8 +25,14 @@ from tests.conftest import write_ml100k_layout
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.slow]
 
 DATE = "2026-11-27"
-CONF = {"dataset": "synthetic", "synthetic_n_users": 150, "synthetic_n_items": 120, "top_k": 10, "cf_epochs": 10,
-        "two_tower_epochs": 8}
+CONF = {
+    "dataset": "synthetic",
+    "synthetic_n_users": 150,
+    "synthetic_n_items": 120,
+    "top_k": 10,
+    "cf_epochs": 10,
+    "two_tower_epochs": 8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,15 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
     # The ranking model: trained next to CF, evaluated with the top-K metrics, and it ranks.
     ranker_dir = home / "models" / "synthetic" / "ranker" / "synthetic_20261127"
     ranker = json.loads((ranker_dir / "metrics.json").read_text())
-    for key in ("ranker_ndcg", "ranker_precision", "ranker_recall", "ranker_map", "ranker_coverage",
-                "ranker_novelty", "popularity_ndcg"):  # fmt: skip
+    for key in (
+        "ranker_ndcg",
+        "ranker_precision",
+        "ranker_recall",
+        "ranker_map",
+        "ranker_coverage",
+        "ranker_novelty",
+        "popularity_ndcg",
+    ):
         assert 0 <= ranker[key] < 20, key
     # It is the softmax factorisation blended with EASE; the manifest records both members' parameters.
     ranker_manifest = json.loads((ranker_dir / "manifest.json").read_text())
@@ -94,11 +107,19 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
         sims = store.read_similar_items()
         runs = store.list_runs()
     assert (sims.groupby(["item_id", "source"]).size() == 10).all()
-    assert set(sims["source"]) == {"cf", "two_tower"} and sims.groupby("source")["item_id"].nunique()["two_tower"] == 120
+    assert (
+        set(sims["source"]) == {"cf", "two_tower"} and sims.groupby("source")["item_id"].nunique()["two_tower"] == 120
+    )
     # The two-tower model: trained next to the others from the feature tables, with its artifacts.
     tower_dir = home / "models" / "synthetic" / "two_tower" / "synthetic_20261127"
-    for name in ("two_tower.keras", "preprocessing.json", "user_embeddings.parquet", "item_embeddings.parquet",
-                 "metrics.json", "manifest.json"):  # fmt: skip
+    for name in (
+        "two_tower.keras",
+        "preprocessing.json",
+        "user_embeddings.parquet",
+        "item_embeddings.parquet",
+        "metrics.json",
+        "manifest.json",
+    ):
         assert (tower_dir / name).is_file(), name
     tower = json.loads((tower_dir / "metrics.json").read_text())
     # The retrieval (softmax) variant ranks: above popularity's half at least on this tiny data; no RMSE.
@@ -128,8 +149,9 @@ def test_rerun_same_date_replaces_outputs(home: Path, first_run: pd.DataFrame) -
     assert len(again) == len(first_run)
     cols = ["user_id", "rank", "item_id", "reason"]
     pd.testing.assert_frame_equal(again[cols].reset_index(drop=True), first_run[cols].reset_index(drop=True))
-    pd.testing.assert_series_equal(again["score"].reset_index(drop=True), first_run["score"].reset_index(drop=True),
-                                   rtol=1e-6)  # fmt: skip
+    pd.testing.assert_series_equal(
+        again["score"].reset_index(drop=True), first_run["score"].reset_index(drop=True), rtol=1e-6
+    )
     after_files = sorted(p.name for p in partition_dir(settings.lake, "ratings", DATE).iterdir())
     assert len(after_files) == len(before_files)  # replaced, not appended
 
@@ -201,8 +223,9 @@ def test_tune_writes_parameters_the_next_training_uses(home: Path, first_run: pd
     from recsys.pipeline import _params, _training_data
 
     shutil.copytree(home / "lake", tmp_path / "lake")  # the module's home stays untouched for the other tests
-    result = CliRunner().invoke(app, ["tune", "--run-date", DATE, "--home", str(tmp_path), "--trials", "2",
-                                      "--no-progress"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["tune", "--run-date", DATE, "--home", str(tmp_path), "--trials", "2", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     settings = Settings(home=tmp_path, dataset="synthetic")
     for model, metric in (("explicit", "val_rmse"), ("implicit", "val_ndcg"), ("autorec", "val_rmse")):

@@ -105,7 +105,7 @@ def statuses(store: Store) -> dict[str, str]:
 
 def staging_rows(store: Store) -> int:
     return sum(
-        store._query(f"SELECT COUNT(*) FROM {table}")[0][0]  # noqa: SLF001 - constant table names
+        store._query(f"SELECT COUNT(*) FROM {table}")[0][0]
         for table in ("recommendations_staging", "similar_items_staging")
     )
 
@@ -177,7 +177,15 @@ def test_empty_store_reads_nothing(store: Store) -> None:
     assert store.latest_run_id() is None
     assert store.read_recommendations().empty
     assert list(store.read_recommendations().columns) == [
-        "run_id", "user_id", "rank", "item_id", "score", "reason", "model_version", "run_date", "generated_at",
+        "run_id",
+        "user_id",
+        "rank",
+        "item_id",
+        "score",
+        "reason",
+        "model_version",
+        "run_date",
+        "generated_at",
     ]
     assert store.read_similar_items().empty
     assert store.list_runs().empty
@@ -259,8 +267,11 @@ def test_caller_errors_raise_before_anything_is_written(store: Store) -> None:
 
 BREAKAGES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], dict[str, Any], str]] = {
     "missing-user": (lambda r: r[r["user_id"] != "u5"], {}, audit.MISSING_USERS),
-    "seen-item": (lambda r: r.assign(item_id=r["item_id"].mask((r["user_id"] == "u1") & (r["rank"] == 1), "i01")),
-                  {}, audit.SEEN_ITEMS),
+    "seen-item": (
+        lambda r: r.assign(item_id=r["item_id"].mask((r["user_id"] == "u1") & (r["rank"] == 1), "i01")),
+        {},
+        audit.SEEN_ITEMS,
+    ),
     "nan-score": (lambda r: r.assign(score=r["score"].mask(r["rank"] == 2, math.nan)), {}, audit.NON_FINITE_SCORES),
     "unknown-item": (lambda r: r.assign(item_id=r["item_id"].mask(r.index == 4, "nope")), {}, audit.UNKNOWN_ITEMS),
     "wrong-k": (lambda r: r, {"k": K + 1}, audit.WRONG_COUNT),
@@ -307,7 +318,7 @@ def test_a_failed_run_can_be_published_after_a_fix(store: Store) -> None:
 def test_a_load_bug_is_caught_by_the_audit(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     publish(store, "r1", variant=0)
     before = snapshot(store)
-    bulk_insert = store._bulk_insert  # noqa: SLF001
+    bulk_insert = store._bulk_insert
 
     def lossy(table: str, columns: Any, rows: Any) -> None:
         bulk_insert(table, columns, rows[1:])  # drops one row on the way in
@@ -330,7 +341,7 @@ def test_a_reader_during_the_switch_sees_the_old_run(
     publish(writer, "r1", variant=0)
     before = snapshot(reader)
     seen_inside: list[tuple[str | None, pd.DataFrame, pd.DataFrame]] = []
-    set_live = writer._set_live  # noqa: SLF001
+    set_live = writer._set_live
 
     def spy(new_run_id: str) -> None:  # runs inside the switch transaction, rows already replaced
         seen_inside.append(snapshot(reader))
@@ -431,7 +442,7 @@ def test_open_store_urls(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "plain.db").exists()
     with open_store(f"sqlite://{tmp_path / 'url.db'}") as from_url:
         assert isinstance(from_url, SQLiteStore) and from_url.path == tmp_path / "url.db"
-        assert from_url._query("PRAGMA journal_mode")[0][0] == "wal"  # noqa: SLF001
+        assert from_url._query("PRAGMA journal_mode")[0][0] == "wal"
     with open_store(f"sqlite:///{tmp_path / 'four.db'}") as four_slashes:  # SQLAlchemy's absolute form
         assert four_slashes.path == tmp_path / "four.db"
     with pytest.raises(ValueError, match="unsupported"):

@@ -35,7 +35,7 @@ def _write_bytes(path: Path, lines: list[bytes | str], *, final_newline: bool = 
     return path
 
 
-def _by_line(rows, file: Path) -> dict[int, tuple[str, str]]:  # noqa: ANN001
+def _by_line(rows, file: Path) -> dict[int, tuple[str, str]]:
     """line_number -> (reason_code, raw_line) of the quarantine rows of ``file``."""
     src = str(file.resolve())
     out = {}
@@ -92,8 +92,9 @@ CSV_TAGS: list[tuple[str, str | None]] = [
 def bad_csv(spark, tmp_path_factory):
     """The ml-csv folder with bad lines, read once: (folder, staged, collected quarantine rows)."""
     path = tmp_path_factory.mktemp("bad-csv")
-    _write_bytes(path / "ratings.csv", ["userId,movieId,rating,timestamp", *[x for x, _ in CSV_RATINGS]],
-                 final_newline=False)  # fmt: skip
+    _write_bytes(
+        path / "ratings.csv", ["userId,movieId,rating,timestamp", *[x for x, _ in CSV_RATINGS]], final_newline=False
+    )
     _write_bytes(path / "movies.csv", ["movieId,title,genres", *[x for x, _ in CSV_MOVIES]])
     _write_bytes(path / "tags.csv", ["userId,movieId,tag,timestamp", *[x for x, _ in CSV_TAGS]])
     staged = open_source(path).read(spark, run_date=L.RUN_DATE)
@@ -138,13 +139,23 @@ def test_csv_nothing_is_lost_per_file(bad_csv) -> None:
     assert len(rows) == sum(1 for lines in (CSV_RATINGS, CSV_MOVIES, CSV_TAGS) for _, c in lines if c is not None)
 
 
-@pytest.mark.xfail(strict=True, reason="known: UTF-8 files are read with textFile, which replaces invalid bytes by "
-                   "U+FFFD before Python sees them, so the raw bytes are lost and a real U+FFFD reads as bad_encoding")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: UTF-8 files are read with textFile, which replaces invalid bytes by "
+    "U+FFFD before Python sees them, so the raw bytes are lost and a real U+FFFD reads as bad_encoding",
+)
 def test_utf8_bad_bytes_are_escaped_and_a_real_replacement_character_is_data(spark, tmp_path: Path) -> None:
-    f = _write_bytes(tmp_path / "tags.csv", ["userId,movieId,tag,timestamp", "2,1,caf\ufffd,1445714999",
-                                             b"2,1,caf\xe9,1445714999"])  # fmt: skip
-    pf = read_text_file(spark, f, P.tag_parser(",", P.RatingRules()), "stg_tags", sep=",",
-                        header=["userId", "movieId", "tag", "timestamp"])  # fmt: skip
+    f = _write_bytes(
+        tmp_path / "tags.csv", ["userId,movieId,tag,timestamp", "2,1,caf\ufffd,1445714999", b"2,1,caf\xe9,1445714999"]
+    )
+    pf = read_text_file(
+        spark,
+        f,
+        P.tag_parser(",", P.RatingRules()),
+        "stg_tags",
+        sep=",",
+        header=["userId", "movieId", "tag", "timestamp"],
+    )
     assert [r.tag for r in pf.rows.collect()] == ["caf\ufffd"]
     assert [(r.line_number, r.raw_line) for r in pf.quarantine.collect()] == [(3, "2,1,caf\\xe9,1445714999")]
 
@@ -157,8 +168,12 @@ def test_duplicates_keep_the_latest_and_quarantine_the_older_as_superseded(bad_c
     superseded = tables.superseded_pairs(staged.ratings).collect()
     assert len(superseded) == 1
     s = superseded[0]
-    assert (s.stage, s.source_file, s.line_number, s.reason_code) == ("build", "stg_ratings", None,
-                                                                       "duplicate_superseded")  # fmt: skip
+    assert (s.stage, s.source_file, s.line_number, s.reason_code) == (
+        "build",
+        "stg_ratings",
+        None,
+        "duplicate_superseded",
+    )
     assert json.loads(s.raw_line) == {"user_id": "3", "item_id": "11", "rating": 2.0, "ts": 1306463000}
 
 
@@ -210,10 +225,16 @@ def test_dat_bad_lines_are_quarantined_and_nothing_is_lost(spark, tmp_path: Path
     _write_bytes(tmp_path / "users.dat", [x for x, _ in DAT_USERS])
     staged = open_source(tmp_path).read(spark, run_date=L.RUN_DATE)
     rows = staged.quarantine.collect()
-    good = {"ratings.dat": staged.ratings.count(), "movies.dat": staged.items.count(),
-            "users.dat": staged.users.count()}  # fmt: skip
-    for name, lines, enc in (("ratings.dat", DAT_RATINGS, "utf-8"), ("movies.dat", DAT_MOVIES, "latin-1"),
-                             ("users.dat", DAT_USERS, "utf-8")):  # fmt: skip
+    good = {
+        "ratings.dat": staged.ratings.count(),
+        "movies.dat": staged.items.count(),
+        "users.dat": staged.users.count(),
+    }
+    for name, lines, enc in (
+        ("ratings.dat", DAT_RATINGS, "utf-8"),
+        ("movies.dat", DAT_MOVIES, "latin-1"),
+        ("users.dat", DAT_USERS, "utf-8"),
+    ):
         got = _by_line(rows, tmp_path / name)
         assert {n: code for n, (code, _) in got.items()} == _expected(lines, 1), name
         for n, (_, raw) in got.items():
@@ -307,8 +328,9 @@ def test_missing_file_is_a_file_not_found_error_naming_the_path(spark, tmp_path:
 
 def test_header_only_csv_is_a_source_error(spark, tmp_path: Path) -> None:
     for final_newline in (True, False):
-        folder = _csv_folder(tmp_path / f"csv-{final_newline}", ["userId,movieId,rating,timestamp"],
-                             final_newline=final_newline)  # fmt: skip
+        folder = _csv_folder(
+            tmp_path / f"csv-{final_newline}", ["userId,movieId,rating,timestamp"], final_newline=final_newline
+        )
         with pytest.raises(SourceError, match=r"ratings\.csv: the file has a header but no data rows"):
             open_source(folder).read(spark, run_date=L.RUN_DATE)
     events = tmp_path / "events"
@@ -381,9 +403,13 @@ def test_event_log_csv_bad_lines_and_ratings_out_of_scale(spark, tmp_path: Path)
     assert [(r.user_id, r.item_id, r.rating) for r in staged.ratings.collect()] == [("u2", "sku-3", 4.0)]
     # sku-3 is in the log but not in items.csv: its labels are quarantined at build time.
     item_map = tables.update_id_map(None, staged.items.select("item_id"), "item_id", "item_idx")
-    labels = tables.labels_from_events(staged.events, positive_events=["purchase", "like"],
-                                       exposure_events=["impression", "view"], watch_event="watch",
-                                       min_watch_seconds=30)  # fmt: skip
+    labels = tables.labels_from_events(
+        staged.events,
+        positive_events=["purchase", "like"],
+        exposure_events=["impression", "view"],
+        watch_event="watch",
+        min_watch_seconds=30,
+    )
     known, unknown = tables.unknown_items(labels, item_map)
     assert {(r.user_id, r.item_id, r.label) for r in known.collect()} == {("u1", "sku-1", 1)}
     unknown_rows = [(r.reason_code, json.loads(r.raw_line)["item_id"]) for r in unknown.collect()]
@@ -435,13 +461,15 @@ def test_event_log_parquet_with_text_and_float_columns(spark, tmp_path: Path) ->
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    t = pa.table({
-        "user_id": pa.array([1.0, 2.0, math.nan, 4.0, 5.0], pa.float64()),  # pandas: int ids with a null
-        "item_id": pa.array([10, 10, 11, 11, 12], pa.int64()),
-        "event": ["click", "watch", "click", "click", "watch"],
-        "timestamp": ["1700000000", "1700000001", "1700000002", "yesterday", "1700000004"],
-        "value": [None, "45", None, None, "long"],
-    })  # fmt: skip
+    t = pa.table(
+        {
+            "user_id": pa.array([1.0, 2.0, math.nan, 4.0, 5.0], pa.float64()),  # pandas: int ids with a null
+            "item_id": pa.array([10, 10, 11, 11, 12], pa.int64()),
+            "event": ["click", "watch", "click", "click", "watch"],
+            "timestamp": ["1700000000", "1700000001", "1700000002", "yesterday", "1700000004"],
+            "value": [None, "45", None, None, "long"],
+        }
+    )
     pq.write_table(t, tmp_path / "events.parquet")
     staged = open_source(tmp_path).read(spark, run_date=L.RUN_DATE)
     events = sorted((r.user_id, r.item_id, r.event, r.ts, r.value) for r in staged.events.collect())
@@ -455,17 +483,27 @@ def test_event_log_parquet_with_text_and_float_columns(spark, tmp_path: Path) ->
 # --- The threshold -------------------------------------------------------------------------------------------------
 
 
-def _quarantine(spark, rows: list[tuple]):  # noqa: ANN001, ANN202
+def _quarantine(spark, rows: list[tuple]):
     return spark.createDataFrame(rows, table("quarantine").spark)
 
 
 def test_check_bad_fraction_counts_by_reason_and_fails_above_the_limit(spark) -> None:
-    q = _quarantine(spark, [
-        ("ingest", "/d/ratings.csv", 7, "1,2,x,3", "bad_rating", "bad_rating: rating 'x' is not a number"),
-        ("ingest", "/d/ratings.csv", 3, "1,2", "field_count", "field_count: expected 4 fields separated by ',', got 2"),
-        ("ingest", "/d/movies.csv", 9, "x,T,G", "bad_id", "bad_id: item id 'x' is not a number"),
-        *[("build", "stg_ratings", None, "{}", "duplicate_superseded", "duplicate_superseded: later rating")] * 40,
-    ])  # fmt: skip
+    q = _quarantine(
+        spark,
+        [
+            ("ingest", "/d/ratings.csv", 7, "1,2,x,3", "bad_rating", "bad_rating: rating 'x' is not a number"),
+            (
+                "ingest",
+                "/d/ratings.csv",
+                3,
+                "1,2",
+                "field_count",
+                "field_count: expected 4 fields separated by ',', got 2",
+            ),
+            ("ingest", "/d/movies.csv", 9, "x,T,G", "bad_id", "bad_id: item id 'x' is not a number"),
+            *[("build", "stg_ratings", None, "{}", "duplicate_superseded", "duplicate_superseded: later rating")] * 40,
+        ],
+    )
     counts = check_bad_fraction(q, total_rows=100, max_fraction=0.05)  # 3 bad of 100
     assert counts == {"bad_rating": 1, "field_count": 1, "bad_id": 1, "duplicate_superseded": 40}
     with pytest.raises(QuarantineExceeded) as e:

@@ -61,11 +61,11 @@ def _check_contract(model: Reference, data: dict[str, np.ndarray]) -> None:
 
 
 @pytest.fixture(scope="module")
-def explicit_als(spark, data) -> SparkALS:  # noqa: ANN001
+def explicit_als(spark, data) -> SparkALS:
     return _fit(SparkALS(spark, implicit_prefs=False, rank=3, reg_param=0.05, max_iter=6, num_blocks=2), data)
 
 
-def test_spark_als_explicit_beats_global_mean(explicit_als: SparkALS, data) -> None:  # noqa: ANN001
+def test_spark_als_explicit_beats_global_mean(explicit_als: SparkALS, data) -> None:
     mean_rmse = _rmse(np.full(data["tr"].size, data["r"].mean()), data["tr"])
     als_rmse = _rmse(explicit_als.predict(data["tu"], data["ti"]), data["tr"])
     assert als_rmse < 0.85 * mean_rmse, (als_rmse, mean_rmse)
@@ -77,14 +77,14 @@ def test_spark_als_explicit_beats_global_mean(explicit_als: SparkALS, data) -> N
     np.testing.assert_allclose(explicit_als.predict(data["tu"][k], data["ti"][k]), dots)
 
 
-def test_spark_als_explicit_contract_and_cold_fallback(explicit_als: SparkALS, data) -> None:  # noqa: ANN001
+def test_spark_als_explicit_contract_and_cold_fallback(explicit_als: SparkALS, data) -> None:
     _check_contract(explicit_als, data)
     mu = data["r"].mean()
     np.testing.assert_allclose(explicit_als.predict(np.array([60, 0, 61]), np.array([0, 41, 40])), [mu, mu, mu])
     assert not explicit_als.user_factors_[COLD_USERS].any() and not explicit_als.item_factors_[COLD_ITEMS].any()
 
 
-def test_spark_als_implicit_scores(spark, data) -> None:  # noqa: ANN001
+def test_spark_als_implicit_scores(spark, data) -> None:
     model = _fit(SparkALS(spark, implicit_prefs=True, rank=4, reg_param=0.1, alpha=1.0, max_iter=4, num_blocks=2), data)
     assert model.name == "spark-als-implicit"
     _check_contract(model, data)
@@ -97,7 +97,7 @@ def test_spark_als_implicit_scores(spark, data) -> None:  # noqa: ANN001
     assert scores[:, :40][seen].mean() > scores[:, :40][~seen].mean()
 
 
-def test_fit_rejects_bad_input(spark) -> None:  # noqa: ANN001
+def test_fit_rejects_bad_input(spark) -> None:
     model = SparkALS(spark, implicit_prefs=False)
     with pytest.raises(ValueError, match="out of range"):
         model.fit(np.array([0, 5]), np.array([0, 1]), np.array([1.0, 2.0]), 3, 3)
@@ -106,7 +106,10 @@ def test_fit_rejects_bad_input(spark) -> None:  # noqa: ANN001
 
 
 def test_module_import_is_cheap_and_availability_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    code = "import sys, recsys.evaluation.references; print(sorted(m for m in ('pyspark', 'tensorflow', 'implicit', 'surprise') if m in sys.modules))"
+    code = (
+        "import sys, recsys.evaluation.references; "
+        "print(sorted(m for m in ('pyspark', 'tensorflow', 'implicit', 'surprise') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     avail = available_references()
@@ -117,7 +120,7 @@ def test_module_import_is_cheap_and_availability_is_reported(monkeypatch: pytest
         references.ImplicitALS().fit(np.array([0]), np.array([0]), np.array([1.0]), 1, 1)
 
 
-def test_implicit_als_and_bpr(data) -> None:  # noqa: ANN001
+def test_implicit_als_and_bpr(data) -> None:
     pytest.importorskip("implicit")
     als = _fit(references.ImplicitALS(factors=4, regularization=0.1, alpha=2.0, iterations=5), data)
     _check_contract(als, data)
@@ -133,7 +136,7 @@ def test_implicit_als_and_bpr(data) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("cls", ["SurpriseSVD", "SurpriseSVDpp"])
-def test_surprise_beats_global_mean(cls: str, data) -> None:  # noqa: ANN001
+def test_surprise_beats_global_mean(cls: str, data) -> None:
     surprise = pytest.importorskip("surprise")
     model = _fit(getattr(references, cls)(n_factors=3, n_epochs=60, lr_all=0.02, reg_all=0.05), data)
     _check_contract(model, data)

@@ -22,7 +22,7 @@ from tests.fixtures import layouts as L
 pytestmark = pytest.mark.spark
 
 
-def _types(schema) -> list[tuple[str, str]]:  # noqa: ANN001
+def _types(schema) -> list[tuple[str, str]]:
     return [(f.name, f.dataType.simpleString()) for f in schema.fields]
 
 

@@ -23,13 +23,20 @@ ACCURACY = ("precision", "recall", "ndcg", "map", "hit_rate")
 def to_frames(spark: SparkSession, rec: np.ndarray, relevant: list[np.ndarray]) -> tuple[DataFrame, DataFrame]:
     """The numpy inputs as the two DataFrames: one row per non-padding (user, rank), per relevant pair."""
     users, cols = np.nonzero(rec >= 0)
-    rec_pdf = pd.DataFrame({"user_idx": users.astype(np.int32), "item_idx": rec[users, cols].astype(np.int32),
-                            "rank": (cols + 1).astype(np.int32)})  # fmt: skip
+    rec_pdf = pd.DataFrame(
+        {
+            "user_idx": users.astype(np.int32),
+            "item_idx": rec[users, cols].astype(np.int32),
+            "rank": (cols + 1).astype(np.int32),
+        }
+    )
     rel_users = np.repeat(np.arange(len(relevant)), [len(r) for r in relevant]).astype(np.int32)
     rel_items = np.concatenate([np.asarray(r) for r in relevant]).astype(np.int32) if len(rel_users) else rel_users
     rel_pdf = pd.DataFrame({"user_idx": rel_users, "item_idx": rel_items})
-    return (spark.createDataFrame(rec_pdf, "user_idx int, item_idx int, rank int"),
-            spark.createDataFrame(rel_pdf, "user_idx int, item_idx int"))  # fmt: skip
+    return (
+        spark.createDataFrame(rec_pdf, "user_idx int, item_idx int, rank int"),
+        spark.createDataFrame(rel_pdf, "user_idx int, item_idx int"),
+    )
 
 
 def test_hand_computed_small_case(spark) -> None:

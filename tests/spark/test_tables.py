@@ -67,20 +67,27 @@ def test_fold_split_and_build_tables(spark) -> None:
         [("1", "10", 4.0, 1), ("1", "11", 2.0, 2), ("2", "10", 5.0, 3), ("3", "99", 1.0, 4)],
         table("stg_ratings").spark,
     )
-    splits = spark.createDataFrame([("1", "10", "train"), ("1", "11", "test"), ("2", "10", "train")],
-                                   table("stg_splits").spark)  # fmt: skip
-    items = spark.createDataFrame([("10", "Ten (1990)", 1990, ["Drama"]), ("11", "Eleven", None, [])],
-                                  table("stg_items").spark)  # fmt: skip
-    users = spark.createDataFrame([("1", 30, "F", "artist", None), ("2", 40, "M", None, "US")],
-                                  table("stg_users").spark)  # fmt: skip
+    splits = spark.createDataFrame(
+        [("1", "10", "train"), ("1", "11", "test"), ("2", "10", "train")], table("stg_splits").spark
+    )
+    items = spark.createDataFrame(
+        [("10", "Ten (1990)", 1990, ["Drama"]), ("11", "Eleven", None, [])], table("stg_items").spark
+    )
+    users = spark.createDataFrame(
+        [("1", 30, "F", "artist", None), ("2", 40, "M", None, "US")], table("stg_users").spark
+    )
     umap = tables.update_id_map(None, stg.select("user_id").unionByName(users.select("user_id")), "user_id", "user_idx")
     imap = tables.update_id_map(None, stg.select("item_id").unionByName(items.select("item_id")), "item_id", "item_idx")
     rated = tables.fold_split(tables.latest_per_pair(stg), splits)
     ratings = tables.build_ratings(rated, umap, imap)
     assert ratings.columns == table("ratings").names
     got = {(r.user_id, r.item_id): (r.user_idx, r.item_idx, r.split) for r in ratings.collect()}
-    assert got == {("1", "10"): (0, 0, "train"), ("1", "11"): (0, 1, "test"), ("2", "10"): (1, 0, "train"),
-                   ("3", "99"): (2, 2, None)}  # fmt: skip  # not in the fold: null split, rejected by the gate
+    assert got == {
+        ("1", "10"): (0, 0, "train"),
+        ("1", "11"): (0, 1, "test"),
+        ("2", "10"): (1, 0, "train"),
+        ("3", "99"): (2, 2, None),
+    }  # not in the fold: null split, rejected by the gate
     built_items = tables.build_items(items, imap)
     assert built_items.columns == table("items").names
     assert {r.item_id for r in built_items.collect()} == {"10", "11"}  # "99" has an index but no item row

@@ -9,7 +9,7 @@ from recsys.data.synthetic import generate
 from recsys.models.autorec import AutoRecModel, AutoRecParams, _item_matrix, fit_autorec
 from recsys.models.baselines import ItemMean
 from recsys.models.cf import CFParams, fit_cf, rmse
-from recsys.models.io import load_model
+from recsys.models.registry import load_model
 
 FAST = AutoRecParams(hidden=64, l2=10.0, learning_rate=0.01, epochs=150, eval_every=10, seed=3)
 
@@ -91,14 +91,32 @@ def test_same_seed_same_model_and_save_load_round_trip(planted, tmp_path) -> Non
 def test_item_blocks_bound_memory_and_still_learn(planted) -> None:
     (tu, ti, ty), (vu, vi, vy), nu, ni = planted
     # 600 users x 50 items per block: 5 shuffled steps per epoch instead of one full batch.
-    blocks = fit_autorec(tu, ti, ty, nu, ni, AutoRecParams(hidden=64, l2=10.0, learning_rate=0.01, epochs=60,
-                                                           max_block_cells=nu * 50, seed=3))  # fmt: skip
+    blocks = fit_autorec(
+        tu,
+        ti,
+        ty,
+        nu,
+        ni,
+        AutoRecParams(hidden=64, l2=10.0, learning_rate=0.01, epochs=60, max_block_cells=nu * 50, seed=3),
+    )
     base = rmse(ItemMean().fit(tu, ti, ty, nu, ni).predict(vu, vi), vy)
     assert rmse(blocks.predict(vu, vi), vy) < 0.95 * base
-    again = fit_autorec(tu, ti, ty, nu, ni, AutoRecParams(hidden=32, l2=10.0, learning_rate=0.003, epochs=2,
-                                                          max_block_cells=nu * 50, seed=3))  # fmt: skip
-    again2 = fit_autorec(tu, ti, ty, nu, ni, AutoRecParams(hidden=32, l2=10.0, learning_rate=0.003, epochs=2,
-                                                           max_block_cells=nu * 50, seed=3))  # fmt: skip
+    again = fit_autorec(
+        tu,
+        ti,
+        ty,
+        nu,
+        ni,
+        AutoRecParams(hidden=32, l2=10.0, learning_rate=0.003, epochs=2, max_block_cells=nu * 50, seed=3),
+    )
+    again2 = fit_autorec(
+        tu,
+        ti,
+        ty,
+        nu,
+        ni,
+        AutoRecParams(hidden=32, l2=10.0, learning_rate=0.003, epochs=2, max_block_cells=nu * 50, seed=3),
+    )
     np.testing.assert_array_equal(again.codes, again2.codes)  # block order is seeded
 
 

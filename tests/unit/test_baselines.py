@@ -59,8 +59,11 @@ def test_user_item_bias_recovers_planted_biases_and_beats_item_mean() -> None:
     assert np.corrcoef(model.item_bias_, bi)[0, 1] > 0.97
     assert np.corrcoef(model.user_bias_, bu)[0, 1] > 0.97
     err = np.sqrt(np.mean((model.predict(u[test], i[test]) - r[test]) ** 2))
-    item_err = np.sqrt(np.mean((ItemMean().fit(u[~test], i[~test], r[~test], n_users, n_items)
-                                .predict(u[test], i[test]) - r[test]) ** 2))  # fmt: skip
+    item_err = np.sqrt(
+        np.mean(
+            (ItemMean().fit(u[~test], i[~test], r[~test], n_users, n_items).predict(u[test], i[test]) - r[test]) ** 2
+        )
+    )
     assert err < 0.6 * item_err, (err, item_err)
     assert err < 0.4  # the noise is 0.3
 
@@ -100,8 +103,10 @@ def test_baselines_go_through_the_protocol() -> None:
     r = rng.integers(1, 6, u.size).astype(float)
     test = rng.random(u.size) < 0.25
     split = Split("t", (u[~test], i[~test], r[~test]), (u[test], i[test], r[test]), 40, 30)
-    got = {type(m).__name__: evaluate(m.fit(*split.train, 40, 30), split, k=5)
-           for m in (GlobalMean(), ItemMean(), UserItemBias(), Popularity())}  # fmt: skip
+    got = {
+        type(m).__name__: evaluate(m.fit(*split.train, 40, 30), split, k=5)
+        for m in (GlobalMean(), ItemMean(), UserItemBias(), Popularity())
+    }
     assert "rmse" in got["GlobalMean"] and "ndcg" not in got["GlobalMean"]
     for name in ("ItemMean", "UserItemBias"):
         assert np.isfinite(got[name]["rmse"]) and 0.0 <= got[name]["ndcg"] <= 1.0

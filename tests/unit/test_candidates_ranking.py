@@ -66,8 +66,11 @@ def test_known_answer_small_world():
     # Neighbours of 0: 3, 4 (anchor 0); of 5: 6 (anchor 5). Popular: first two unseen are 6 and 7,
     # and 6 is claimed by the similar source.
     assert as_rows(cand, 2) == {
-        (3, "similar", 0), (4, "similar", 0), (6, "similar", 5), (7, "popular", -1),
-    }  # fmt: skip
+        (3, "similar", 0),
+        (4, "similar", 0),
+        (6, "similar", 5),
+        (7, "popular", -1),
+    }
 
 
 def test_no_seen_item_is_ever_a_candidate_random():
@@ -294,8 +297,9 @@ def test_profile_candidates_best_unseen_items_in_the_catalogue_and_their_priorit
     assert prof[["user_idx", "item_idx", "order"]].values.tolist() == [[0, 1, 0], [0, 4, 1], [1, 4, 0], [1, 2, 1]]
     assert set(prof["source"]) == {"profile"} and (prof["anchor_idx"] == -1).all()
     # Merged with the other sources: a popular item the profile also proposes keeps the profile reason.
-    cand = build_candidates(np.array([0, 1]), history, np.full((5, 1), -1), np.array([4, 2]), n_recent=1,
-                            n_popular=2, extra=prof)  # fmt: skip
+    cand = build_candidates(
+        np.array([0, 1]), history, np.full((5, 1), -1), np.array([4, 2]), n_recent=1, n_popular=2, extra=prof
+    )
     got = {(u, i): s for u, i, s in cand[["user_idx", "item_idx", "source"]].itertuples(index=False)}
     assert got == {(0, 1): "profile", (0, 4): "profile", (0, 2): "popular", (1, 4): "profile", (1, 2): "profile"}
     assert reason_text("profile", None) == "matches your profile"

@@ -66,8 +66,17 @@ def test_gradient_matches_the_cost_function() -> None:
     u = np.array([0, 1, 1])
     i = np.array([0, 0, 1])
     y = np.array([4.0, 2.0, 5.0])
-    p = CFParams(n_factors=3, epochs=1, batch_size=3, l2=2.0, learning_rate=1e-9, seed=3,
-                 reg_weighting=0.0, item_bias=False, l2_bias=0.0)  # fmt: skip
+    p = CFParams(
+        n_factors=3,
+        epochs=1,
+        batch_size=3,
+        l2=2.0,
+        learning_rate=1e-9,
+        seed=3,
+        reg_weighting=0.0,
+        item_bias=False,
+        l2_bias=0.0,
+    )
     model = fit_cf(u, i, y, 2, 2, p)
     mu = np.array([3.0, 5.0])
     err = np.einsum("nk,nk->n", model.w[u], model.x[i]) + model.b[u] - (y - mu[i])
@@ -80,8 +89,17 @@ def test_weighted_regulariser_and_biases_match_the_cost_function() -> None:
     u = np.array([0, 1, 1, 1])
     i = np.array([0, 0, 1, 2])
     y = np.array([4.0, 2.0, 5.0, 3.0])
-    p = CFParams(n_factors=3, epochs=1, batch_size=4, l2=2.0, l2_bias=0.5, learning_rate=1e-9, seed=3,
-                 reg_weighting=1.0, item_bias=True)  # fmt: skip
+    p = CFParams(
+        n_factors=3,
+        epochs=1,
+        batch_size=4,
+        l2=2.0,
+        l2_bias=0.5,
+        learning_rate=1e-9,
+        seed=3,
+        reg_weighting=1.0,
+        item_bias=True,
+    )
     model = fit_cf(u, i, y, 2, 3, p)
     mu = np.array([3.0, 5.0, 3.0])
     n_u, n_i = np.array([1, 3]), np.array([2, 1, 1])
@@ -93,8 +111,9 @@ def test_weighted_regulariser_and_biases_match_the_cost_function() -> None:
 
 def test_logistic_variant_learns_binary_labels(planted) -> None:
     (tu, ti, ty), (vu, vi, vy), nu, ni = planted
-    model = fit_cf(tu, ti, (ty >= 4).astype(float), nu, ni,
-                   CFParams(n_factors=8, epochs=15, loss="logistic", l2=2.0, seed=2))  # fmt: skip
+    model = fit_cf(
+        tu, ti, (ty >= 4).astype(float), nu, ni, CFParams(n_factors=8, epochs=15, loss="logistic", l2=2.0, seed=2)
+    )
     p = model.predict(vu, vi)
     assert ((p > 0) & (p < 1)).all()
     pos, neg = p[vy >= 4], p[vy < 4]

@@ -36,7 +36,8 @@ def test_split_sizes_roles_and_disjointness() -> None:
     # Cold users and cold items have no training rating; every rating of theirs is test.
     assert not np.isin(s.train[0], s.cold_users).any() and not np.isin(s.train[1], s.cold_items).any()
     assert np.isin(u, s.cold_users).sum() + np.isin(i, s.cold_items).sum() - s.n_double_cold == np.count_nonzero(
-        np.isin(u, s.cold_users) | np.isin(i, s.cold_items))
+        np.isin(u, s.cold_users) | np.isin(i, s.cold_items)
+    )
     # Few-ratings users keep exactly their drawn 1..5 training ratings, all on warm items, and have test ratings.
     kept = np.bincount(s.train[0], minlength=100)[s.few_users]
     np.testing.assert_array_equal(kept, s.few_kept)
@@ -73,16 +74,21 @@ def test_split_is_seeded_and_independent_of_row_order() -> None:
 
 def test_folds_rotate_disjoint_cohorts_that_cover_the_users() -> None:
     u, i, r = _dense()
-    folds = [cold_start_split(u, i, r, n_users=100, n_items=50, cold_user_fraction=0.2, cold_item_fraction=0.2,
-                              seed=5, fold=f) for f in range(5)]  # fmt: skip
+    folds = [
+        cold_start_split(
+            u, i, r, n_users=100, n_items=50, cold_user_fraction=0.2, cold_item_fraction=0.2, seed=5, fold=f
+        )
+        for f in range(5)
+    ]
     users = np.concatenate([s.cold_users for s in folds])
     items = np.concatenate([s.cold_items for s in folds])
     assert np.array_equal(np.sort(users), np.unique(u)) and np.array_equal(np.sort(items), np.unique(i))
     assert all(s.fold == f and s.cold_users.size == 20 and s.cold_items.size == 10 for f, s in enumerate(folds))
     for s in folds:  # each fold is a valid split: few-ratings users come from its warm users
         assert not np.isin(s.few_users, s.cold_users).any() and not np.isin(s.train[1], s.cold_items).any()
-    again = cold_start_split(u, i, r, n_users=100, n_items=50, cold_user_fraction=0.2, cold_item_fraction=0.2,
-                             seed=5, fold=3)  # fmt: skip
+    again = cold_start_split(
+        u, i, r, n_users=100, n_items=50, cold_user_fraction=0.2, cold_item_fraction=0.2, seed=5, fold=3
+    )
     np.testing.assert_array_equal(again.is_train, folds[3].is_train)
     with pytest.raises(ValueError, match="fold must be in"):
         cold_start_split(u, i, r, n_users=100, n_items=50, cold_user_fraction=0.2, seed=5, fold=5)
@@ -135,10 +141,18 @@ def _hand_split() -> ColdStartSplit:
     """
     tu, ti = np.array([0, 0, 0, 1, 1, 1, 1, 2]), np.array([0, 1, 2, 0, 1, 3, 4, 0])
     vu, vi = np.array([0, 0, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3]), np.array([5, 6, 5, 6, 1, 2, 3, 4, 5, 1, 2, 5])
-    return ColdStartSplit(train=(tu, ti, np.ones(tu.size)), test=(vu, vi, np.ones(vu.size)),
-                          is_train=np.r_[np.ones(tu.size, bool), np.zeros(vu.size, bool)], cold_users=np.array([3]),
-                          cold_items=np.array([5, 6]), few_users=np.array([2]), few_kept=np.array([1]), n_users=4,
-                          n_items=7, seed=0)  # fmt: skip
+    return ColdStartSplit(
+        train=(tu, ti, np.ones(tu.size)),
+        test=(vu, vi, np.ones(vu.size)),
+        is_train=np.r_[np.ones(tu.size, bool), np.zeros(vu.size, bool)],
+        cold_users=np.array([3]),
+        cold_items=np.array([5, 6]),
+        few_users=np.array([2]),
+        few_kept=np.array([1]),
+        n_users=4,
+        n_items=7,
+        seed=0,
+    )
 
 
 def test_evaluation_on_a_hand_checked_case() -> None:
@@ -172,18 +186,26 @@ def test_evaluation_on_a_hand_checked_case() -> None:
 
 def test_ties_are_broken_at_random_not_by_index() -> None:
     flat = _Fixed(np.zeros((400, 10)))
-    lists = rank_candidates(flat, np.arange(400), np.arange(10), [np.zeros(0, int)] * 400, k=1,
-                            rng=np.random.default_rng(0))  # fmt: skip
+    lists = rank_candidates(
+        flat, np.arange(400), np.arange(10), [np.zeros(0, int)] * 400, k=1, rng=np.random.default_rng(0)
+    )
     firsts = np.bincount(lists[:, 0], minlength=10)
     assert firsts.min() > 15, firsts  # about 40 each; by index it would be item 0 every time
-    again = rank_candidates(flat, np.arange(400), np.arange(10), [np.zeros(0, int)] * 400, k=1,
-                            rng=np.random.default_rng(0))  # fmt: skip
+    again = rank_candidates(
+        flat, np.arange(400), np.arange(10), [np.zeros(0, int)] * 400, k=1, rng=np.random.default_rng(0)
+    )
     np.testing.assert_array_equal(lists, again)
     # Ties only: a strictly better item still wins, and excluded items never appear (padding -1 past them).
     scores = np.zeros((3, 10))
     scores[:, 7] = 1.0
-    lists = rank_candidates(_Fixed(scores), np.arange(3), np.array([2, 7, 9]), [np.array([9]), np.array([2, 9]),
-                            np.zeros(0, int)], k=3, rng=np.random.default_rng(1))  # fmt: skip
+    lists = rank_candidates(
+        _Fixed(scores),
+        np.arange(3),
+        np.array([2, 7, 9]),
+        [np.array([9]), np.array([2, 9]), np.zeros(0, int)],
+        k=3,
+        rng=np.random.default_rng(1),
+    )
     assert lists[0].tolist() == [7, 2, -1] and lists[1].tolist() == [7, -1, -1] and lists[2, 0] == 7
 
 
@@ -193,8 +215,17 @@ def test_tied_model_scores_chance_level_on_cold_items() -> None:
     rng = np.random.default_rng(2)
     tu, ti = np.repeat(np.arange(n_u), 3), np.tile(np.arange(3), n_u)
     vu, vi = np.arange(n_u), 10 + rng.integers(10, size=n_u)
-    s = ColdStartSplit(train=(tu, ti, np.ones(tu.size)), test=(vu, vi, np.ones(n_u)), is_train=np.zeros(0, bool),
-                       cold_users=np.zeros(0, np.int64), cold_items=np.arange(10, 20), few_users=np.zeros(0, np.int64),
-                       few_kept=np.zeros(0, np.int64), n_users=n_u, n_items=n_i, seed=0)  # fmt: skip
+    s = ColdStartSplit(
+        train=(tu, ti, np.ones(tu.size)),
+        test=(vu, vi, np.ones(n_u)),
+        is_train=np.zeros(0, bool),
+        cold_users=np.zeros(0, np.int64),
+        cold_items=np.arange(10, 20),
+        few_users=np.zeros(0, np.int64),
+        few_kept=np.zeros(0, np.int64),
+        n_users=n_u,
+        n_items=n_i,
+        seed=0,
+    )
     m = evaluate_cold_start(_Fixed(np.zeros((n_u, n_i))), s, k=1, seed=0, only=("cold_items",))["cold_items"]
     assert 0.05 < m["precision"] < 0.16 and m["coverage"] == 1.0, m

@@ -21,9 +21,17 @@ def _ratings(n_users: int, per_user: int, mean_shift: float = 0.0) -> pd.DataFra
     users = np.repeat(np.arange(n_users), per_user)
     items = np.tile(np.arange(per_user), n_users)
     rating = np.clip(np.round(rng.normal(3.5 + mean_shift, 1.0, users.size)), 1, 5)
-    return pd.DataFrame({"user_idx": users.astype("int32"), "item_idx": items.astype("int32"),
-                         "user_id": users.astype(str), "item_id": items.astype(str), "rating": rating,
-                         "ts": np.arange(users.size, dtype="int64"), "split": "train"})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "user_idx": users.astype("int32"),
+            "item_idx": items.astype("int32"),
+            "user_id": users.astype(str),
+            "item_id": items.astype(str),
+            "rating": rating,
+            "ts": np.arange(users.size, dtype="int64"),
+            "split": "train",
+        }
+    )
 
 
 def test_stats_are_saved_and_the_latest_earlier_run_is_the_baseline(tmp_path) -> None:

@@ -11,7 +11,7 @@ from recsys.models.baselines import DemographicPopularity, Popularity
 from recsys.models.blend import BlendModel, blend
 from recsys.models.ease import EASEModel, EASEParams, fit_ease
 from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
-from recsys.models.io import load_model
+from recsys.models.registry import load_model
 
 
 def test_ease_known_answer() -> None:
@@ -28,8 +28,12 @@ def test_ease_known_answer() -> None:
     np.testing.assert_allclose(model.b, b, rtol=1e-5)
     np.testing.assert_allclose(model.score_users(np.arange(3)), x @ b, rtol=1e-5, atol=1e-7)
     # predict = the entries of score_users; unknown users and items score 0
-    np.testing.assert_allclose(model.predict(np.array([0, 2, 9, 1]), np.array([2, 1, 0, 7])),
-                               [(x @ b)[0, 2], (x @ b)[2, 1], 0.0, 0.0], rtol=1e-5, atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(
+        model.predict(np.array([0, 2, 9, 1]), np.array([2, 1, 0, 7])),
+        [(x @ b)[0, 2], (x @ b)[2, 1], 0.0, 0.0],
+        rtol=1e-5,
+        atol=1e-7,
+    )
     # A repeated pair counts once.
     again = fit_ease(np.r_[u, 0], np.r_[i, 0], 3, 3, plain)
     np.testing.assert_array_equal(again.b, model.b)
@@ -85,7 +89,10 @@ def test_blend_ranks_above_popularity_and_round_trips(split: Split, tmp_path) ->
     model = blend({"cf": cf, "ease": ease}, {"cf": 0.5, "ease": 0.5}, n_users=split.n_users, seed=0)
     # each member is divided by its spread: the blend is the weighted sum of the scaled scores
     users = np.arange(7)
-    scaled = [0.5 * cf.score_users(users) / model.params.scales[0], 0.5 * ease.score_users(users) / model.params.scales[1]]
+    scaled = [
+        0.5 * cf.score_users(users) / model.params.scales[0],
+        0.5 * ease.score_users(users) / model.params.scales[1],
+    ]
     np.testing.assert_allclose(model.score_users(users), scaled[0] + scaled[1], rtol=1e-9)
     pu, pi = np.repeat(users, 3), np.tile([0, 5, 9], 7)
     np.testing.assert_allclose(model.predict(pu, pi), model.score_users(users)[pu, pi], rtol=1e-6, atol=1e-7)
@@ -120,8 +127,10 @@ def test_per_user_serves_each_user_by_their_model_and_the_cold_start_rule(split:
     np.testing.assert_allclose(model.score_users(users), expected)
     pairs_u, pairs_i = np.repeat(users, 4), np.tile(np.arange(4), 12)
     np.testing.assert_allclose(model.predict(pairs_u, pairs_i), expected[pairs_u, pairs_i])
-    np.testing.assert_allclose(model.predict(np.array([split.n_users + 5]), np.array([0])),  # beyond: the first
-                               ease.predict(np.array([split.n_users + 5]), np.array([0])))  # fmt: skip
+    np.testing.assert_allclose(
+        model.predict(np.array([split.n_users + 5]), np.array([0])),  # beyond: the first
+        ease.predict(np.array([split.n_users + 5]), np.array([0])),
+    )
     # The cold-start rule: users without ratings get the first model given (the two-tower one) alone, or
     # blended with segment popularity; users with ratings its blend with popularity; weights 0: the first
     # model for everyone.
@@ -129,15 +138,20 @@ def test_per_user_serves_each_user_by_their_model_and_the_cold_start_rule(split:
     n_train[:5] = 0
     rule = cold_start_model(ease, pop, n_train, 0.3, seed=0)
     np.testing.assert_allclose(rule.score_users(np.arange(5)), ease.score_users(np.arange(5)))
-    mixed = blend({"two_tower": ease, "popularity": pop}, {"two_tower": 0.7, "popularity": 0.3}, n_users=split.n_users,
-                  seed=0)  # fmt: skip
+    mixed = blend(
+        {"two_tower": ease, "popularity": pop}, {"two_tower": 0.7, "popularity": 0.3}, n_users=split.n_users, seed=0
+    )
     np.testing.assert_allclose(rule.score_users(np.arange(5, 9)), mixed.score_users(np.arange(5, 9)))
     assert cold_start_model(ease, pop, n_train, 0.0, seed=0) is ease
     demographics = np.eye(4)[np.arange(split.n_users) % 4]  # four segments
     segment = DemographicPopularity(demographics).fit(u, i, r, split.n_users, split.n_items)
     rule = cold_start_model(ease, pop, n_train, 0.3, seed=0, segment=segment, segment_weight=0.4)
-    by_segment = blend({"two_tower": ease, "segment_popularity": segment}, {"two_tower": 0.6, "segment_popularity": 0.4},
-                       n_users=split.n_users, seed=0)  # fmt: skip
+    by_segment = blend(
+        {"two_tower": ease, "segment_popularity": segment},
+        {"two_tower": 0.6, "segment_popularity": 0.4},
+        n_users=split.n_users,
+        seed=0,
+    )
     np.testing.assert_allclose(rule.score_users(np.arange(5)), by_segment.score_users(np.arange(5)))
     np.testing.assert_allclose(rule.score_users(np.arange(5, 9)), mixed.score_users(np.arange(5, 9)))
     assert not np.allclose(by_segment.score_users(np.arange(5)), ease.score_users(np.arange(5)))

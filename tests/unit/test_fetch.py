@@ -48,7 +48,7 @@ class Served:
 class _Handler(http.server.BaseHTTPRequestHandler):
     served: Served
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+    def do_GET(self) -> None:
         served = self.served
         rng = self.headers.get("Range")
         served.requests.append((self.path, rng))
@@ -77,7 +77,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body[start:] if cut is None else body[start : start + cut])
         self.wfile.flush()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -118,7 +118,7 @@ def build_zip(files: dict[str, bytes], *, top: str) -> bytes:
 
 def md5_file(data: bytes, name: str) -> bytes:
     """A ``.md5`` in the BSD format GroupLens publishes."""
-    return f"MD5 ({name}) = {hashlib.md5(data).hexdigest()}\n".encode()  # noqa: S324 (checksum, not security)
+    return f"MD5 ({name}) = {hashlib.md5(data).hexdigest()}\n".encode()
 
 
 @pytest.fixture(scope="session")
@@ -364,9 +364,7 @@ def test_404_names_the_url(server: Server, tmp_path: Path) -> None:
     assert not (cache / "ml-1m").exists()
 
 
-def test_base_url_from_the_environment(
-    ml100k_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_base_url_from_the_environment(ml100k_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BASE_URL_ENV, ml100k_server.url + "/")
     assert release_url("ml-10m") == f"{ml100k_server.url}/ml-10m.zip"
     path = fetch_movielens("ml-100k", tmp_path / "cache", progress=False)
@@ -398,8 +396,7 @@ def test_cli_fetch(ml100k_server: Server, tmp_path: Path, monkeypatch: pytest.Mo
     assert again.stdout.strip() == str(cache / "ml-100k")
     assert len(ml100k_server.served.requests) == n_requests
 
-    missing = runner.invoke(app, ["data", "fetch", "ml-1m", "--base-url", ml100k_server.url,
-                                  "--cache-dir", str(cache)])  # fmt: skip
+    missing = runner.invoke(app, ["data", "fetch", "ml-1m", "--base-url", ml100k_server.url, "--cache-dir", str(cache)])
     assert missing.exit_code == 1
     assert f"{ml100k_server.url}/ml-1m.zip" in missing.stderr and "404" in missing.stderr
 
@@ -410,8 +407,9 @@ def test_cli_fetch(ml100k_server: Server, tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_cli_base_url_from_the_environment(ml100k_server: Server, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["data", "fetch", "ml-100k", "--cache-dir", str(tmp_path / "c"), "--no-progress"],
+        app,
+        ["data", "fetch", "ml-100k", "--cache-dir", str(tmp_path / "c"), "--no-progress"],
         env={BASE_URL_ENV: ml100k_server.url},
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(tmp_path / "c" / "ml-100k")

@@ -33,10 +33,25 @@ class _Pop(Popularity):
     ("params", "margin"),
     [
         (ImplicitCFParams(n_factors=16, epochs=120, l2=5.0, seed=1), 1.03),
-        (ImplicitCFParams(n_factors=16, epochs=60, loss="logistic", negatives="all", pos_weight=10.0, l2=5.0,
-                          seed=1), 1.0),
-        (ImplicitCFParams(n_factors=16, epochs=20, loss="logistic", negatives="uniform", neg_ratio=4, l2=1.0,
-                          learning_rate=0.01, seed=1), 1.10),
+        (
+            ImplicitCFParams(
+                n_factors=16, epochs=60, loss="logistic", negatives="all", pos_weight=10.0, l2=5.0, seed=1
+            ),
+            1.0,
+        ),
+        (
+            ImplicitCFParams(
+                n_factors=16,
+                epochs=20,
+                loss="logistic",
+                negatives="uniform",
+                neg_ratio=4,
+                l2=1.0,
+                learning_rate=0.01,
+                seed=1,
+            ),
+            1.10,
+        ),
     ],
     ids=["softmax", "logistic-all", "logistic-uniform"],
 )
@@ -72,8 +87,9 @@ def test_early_stopping_keeps_the_best_validation_epoch(split: Split) -> None:
 
 
 def test_unknown_user_gets_item_bias_order(split: Split) -> None:
-    model = fit_implicit_cf(split.train[0], split.train[1], split.n_users, split.n_items,
-                            ImplicitCFParams(n_factors=4, epochs=30, seed=0))  # fmt: skip
+    model = fit_implicit_cf(
+        split.train[0], split.train[1], split.n_users, split.n_items, ImplicitCFParams(n_factors=4, epochs=30, seed=0)
+    )
     s = model.score_users(np.array([10_000]))
     np.testing.assert_allclose(s[0], model.c)
 

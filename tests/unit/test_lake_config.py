@@ -76,9 +76,14 @@ def test_round_trip_keeps_values_and_schema_types(tmp_path):
     back = read_partition(tmp_path, "ratings", D1)
     assert list(back.columns) == table("ratings").names
     assert back.dtypes.to_dict() == {
-        "user_idx": np.int32, "item_idx": np.int32, "user_id": object, "item_id": object,
-        "rating": np.float64, "ts": np.int64, "split": object,
-    }  # fmt: skip
+        "user_idx": np.int32,
+        "item_idx": np.int32,
+        "user_id": object,
+        "item_id": object,
+        "rating": np.float64,
+        "ts": np.int64,
+        "split": object,
+    }
     pd.testing.assert_frame_equal(back, df)
     assert as_arrow("ratings", back).schema.equals(table("ratings").arrow)
 
@@ -249,10 +254,23 @@ def test_invalid_run_date_raises(clean_env, bad):
 
 def test_nested_overrides_land_in_nested_settings(clean_env):
     run = resolve_run(
-        {"synthetic_n_users": 500, "cf_epochs": "3", "ranker_loss": "logistic", "top_k": 5, "seed": None,
-         "n_popular": "", "dataset": "", "tune": True, "tune_trials": "7", "autorec_epochs": 9,
-         "ranker_ease_weight": 0.25, "rating_model": "mf", "two_tower_epochs": 4, "two_tower_layers": [64, 16],
-         "cold_start_max_ratings": 3},
+        {
+            "synthetic_n_users": 500,
+            "cf_epochs": "3",
+            "ranker_loss": "logistic",
+            "top_k": 5,
+            "seed": None,
+            "n_popular": "",
+            "dataset": "",
+            "tune": True,
+            "tune_trials": "7",
+            "autorec_epochs": 9,
+            "ranker_ease_weight": 0.25,
+            "rating_model": "mf",
+            "two_tower_epochs": 4,
+            "two_tower_layers": [64, 16],
+            "cold_start_max_ratings": 3,
+        },
         "2026-11-27",
         None,
     )

@@ -18,8 +18,8 @@ from recsys.evaluation.metrics import (
     ranking_metrics,
     rating_metrics,
     relevant_lists,
-    top_k_items,
 )
+from recsys.retrieval.topk import top_k_items
 
 LOG2_3 = math.log2(3)
 
@@ -298,8 +298,9 @@ def test_novelty_hand_computed() -> None:
     pop = np.array([8, 4, 1, 0])
 
     def novelty(recommended: np.ndarray) -> float:
-        return ranking_metrics(recommended, rel([0], [0]), k=2, n_items=4, item_popularity=pop,
-                               n_train_users=8)["novelty"]  # fmt: skip
+        return ranking_metrics(recommended, rel([0], [0]), k=2, n_items=4, item_popularity=pop, n_train_users=8)[
+            "novelty"
+        ]
 
     assert novelty(np.array([[0, 1], [2, 3]])) == pytest.approx(7 / 4)
     # Slots, not distinct items: item 2 recommended twice, item 0 once, padding skipped -> (3 + 3 + 0) / 3.
@@ -314,14 +315,17 @@ def test_novelty_needs_the_training_user_count() -> None:
 
 
 def test_diversity_identical_disjoint_and_mixed_genres() -> None:
-    genres = np.array([
-        [1, 0, 0],  # 0
-        [1, 0, 0],  # 1: same as 0
-        [0, 1, 0],  # 2: disjoint from 0
-        [0, 0, 1],  # 3: disjoint from 0 and 2
-        [1, 1, 0],  # 4: cos with 0 is 1/sqrt(2)
-        [0, 0, 0],  # 5: no genre
-    ], dtype=np.float64)  # fmt: skip
+    genres = np.array(
+        [
+            [1, 0, 0],  # 0
+            [1, 0, 0],  # 1: same as 0
+            [0, 1, 0],  # 2: disjoint from 0
+            [0, 0, 1],  # 3: disjoint from 0 and 2
+            [1, 1, 0],  # 4: cos with 0 is 1/sqrt(2)
+            [0, 0, 0],  # 5: no genre
+        ],
+        dtype=np.float64,
+    )
 
     def ild(row: list[int]) -> float:
         k = len(row)
@@ -345,8 +349,15 @@ def test_popularity_bias() -> None:
     base = np.array([[0, 1], [0, 1]])
 
     def bias(recommended: np.ndarray, baseline: np.ndarray) -> float:
-        return ranking_metrics(recommended, rel([0], [0]), k=2, n_items=4, item_popularity=pop, n_train_users=10,
-                               popularity_baseline=baseline)["popularity_bias"]  # fmt: skip
+        return ranking_metrics(
+            recommended,
+            rel([0], [0]),
+            k=2,
+            n_items=4,
+            item_popularity=pop,
+            n_train_users=10,
+            popularity_baseline=baseline,
+        )["popularity_bias"]
 
     assert bias(base, base) == pytest.approx(1.0)
     # ARP of rec = (5 + 1 + 10 + 0) / 4 = 4; ARP of the baseline = (10 + 5 + 10 + 5) / 4 = 7.5.
@@ -361,8 +372,20 @@ def test_beyond_accuracy_metrics_are_nan_without_their_inputs() -> None:
     m = ranking_metrics(np.array([[0, 1]]), rel([0]), k=2, n_items=2, item_popularity=np.array([1, 1]), n_train_users=2)
     assert not math.isnan(m["novelty"])
     assert math.isnan(m["popularity_bias"])  # no baseline given
-    assert set(m) == {"precision", "recall", "ndcg", "map", "hit_rate", "coverage", "novelty", "diversity",
-                      "popularity_bias", "n_users", "n_users_skipped", "k"}  # fmt: skip
+    assert set(m) == {
+        "precision",
+        "recall",
+        "ndcg",
+        "map",
+        "hit_rate",
+        "coverage",
+        "novelty",
+        "diversity",
+        "popularity_bias",
+        "n_users",
+        "n_users_skipped",
+        "k",
+    }
 
 
 def test_end_to_end_with_top_k_items_and_relevant_lists() -> None:
@@ -388,4 +411,3 @@ def test_paired_bootstrap_ci_brackets_the_mean_and_separates_a_clear_gain_from_n
     assert all(np.isnan(paired_bootstrap_ci(np.array([np.nan]), np.array([1.0]))))
     with pytest.raises(ValueError):
         paired_bootstrap_ci(np.zeros(2), np.zeros(3))
-

@@ -104,15 +104,13 @@ def test_metrics_are_formatted_to_four_decimals(tmp_path: Path) -> None:
 
 
 def test_nan_metric_is_shown_as_nan(tmp_path: Path) -> None:
-    text = write_run_report(
-        tmp_path / "r.html", **_kwargs(metrics={"rmse": float("nan"), "mae": 0.5})
-    ).read_text()
+    text = write_run_report(tmp_path / "r.html", **_kwargs(metrics={"rmse": float("nan"), "mae": 0.5})).read_text()
     assert ">NaN<" in text and ">0.5000<" in text
 
 
 def test_every_svg_is_well_formed_xml(tmp_path: Path) -> None:
     kwargs = _kwargs(
-        loss_history={"train": [1.0, float("nan"), 0.5], "weird <&> \"name\"": [2.0]},
+        loss_history={"train": [1.0, float("nan"), 0.5], 'weird <&> "name"': [2.0]},
         bar_charts={
             "A & B": {"x": 1.0, "y": float("nan")},
             "empty": {},
@@ -185,9 +183,7 @@ def test_samples_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_nested_loss_history_draws_one_chart_per_entry(tmp_path: Path) -> None:
     history = {"RMSE": {"train": [1.0, 0.9], "test": [1.1, 1.0]}, "loss": {"train": [5.0, 4.0]}}
-    text = write_run_report(
-        tmp_path / "r.html", **_kwargs(loss_history=history, bar_charts={})
-    ).read_text()
+    text = write_run_report(tmp_path / "r.html", **_kwargs(loss_history=history, bar_charts={})).read_text()
     svgs = _svgs(text)
     assert [svg.find(f"{SVG_NS}title").text for svg in svgs] == ["RMSE", "loss"]
 
@@ -202,9 +198,7 @@ def test_atomic_write_leaves_no_tmp_files(tmp_path: Path) -> None:
     assert (target.stat().st_mode & 0o777) == 0o644
 
 
-def test_failed_write_keeps_old_file_and_no_tmp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_keeps_old_file_and_no_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "report.html"
     target.write_text("old report")
 
@@ -340,7 +334,7 @@ def test_bar_lengths_are_proportional_to_values() -> None:
     svg = ET.fromstring(bar_chart(["CF", "item mean", "user mean", "global"], values, title="RMSE"))
     widths = _widths(svg)
     assert len(widths) == 4
-    for width, value in zip(widths, values):
+    for width, value in zip(widths, values, strict=False):
         assert width / widths[-1] == pytest.approx(value / 2.0, abs=1e-3)
     # All bars start at the same x (zero line).
     assert len({rect.get("x") for rect in _bars(svg)}) == 1

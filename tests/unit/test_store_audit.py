@@ -62,8 +62,12 @@ def test_integer_ids_compare_as_strings() -> None:
     recs = good_recs().assign(user_id=[1, 1, 2, 2], item_id=[3, 4, 1, 5])
     sims = good_sims().assign(item_id=[1, 1, 2], neighbor_id=[2, 3, 1])
     report = audit_run(
-        recs, sims, expected_users=[1, 2], known_items=range(1, 7),
-        seen=pd.DataFrame({"user_id": [1], "item_id": [2]}), k=K,
+        recs,
+        sims,
+        expected_users=[1, 2],
+        known_items=range(1, 7),
+        seen=pd.DataFrame({"user_id": [1], "item_id": [2]}),
+        k=K,
     )
     assert report.ok, report.problems
 

@@ -33,7 +33,7 @@ def test_tables_match_the_staged_schemas() -> None:
     assert d.ratings["rating"].between(1, 5).all()
     assert not d.ratings.duplicated(["user_id", "item_id"]).any()
     assert (d.ratings.groupby("user_id").size() >= 10).all()
-    assert set(g for gs in d.items["genres"] for g in gs) <= set(GENRES)
+    assert {g for gs in d.items["genres"] for g in gs} <= set(GENRES)
 
 
 def test_planted_tastes_and_popularity_skew() -> None:
@@ -44,7 +44,9 @@ def test_planted_tastes_and_popularity_skew() -> None:
     # Users rate items of their group's loved genres higher than items of its disliked genres.
     items = d.items.set_index("item_id")["genres"]
     r = d.ratings.assign(group=d.user_group[d.ratings["user_id"].astype(int) - 1])
-    aff = np.array([np.mean([d.affinity[g, GENRES.index(x)] for x in items[i]]) for i, g in zip(r.item_id, r.group)])
+    aff = np.array(
+        [np.mean([d.affinity[g, GENRES.index(x)] for x in items[i]]) for i, g in zip(r.item_id, r.group, strict=False)]
+    )
     assert r.loc[aff > 0.5, "rating"].mean() > r.loc[aff < -0.5, "rating"].mean() + 1.0
 
 
@@ -96,8 +98,11 @@ def test_generate_equals_the_concatenated_parquet(written) -> None:
 
 
 def test_written_files_have_the_staged_schemas(written) -> None:
-    for name, paths in (("stg_ratings", written.ratings), ("stg_items", [written.items]),
-                        ("stg_users", [written.users])):  # fmt: skip
+    for name, paths in (
+        ("stg_ratings", written.ratings),
+        ("stg_items", [written.items]),
+        ("stg_users", [written.users]),
+    ):
         for p in paths:
             assert pq.read_schema(p).equals(table(name).arrow), (name, p)
     meta = json.loads(written.success.read_text())

@@ -32,15 +32,25 @@ IMPLICIT_BASE = {"n_factors": 8, "l2": 5.0, "eval_every": 4, "seed": 1}
 
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    d = generate(n_users=N_USERS, n_items=N_ITEMS, n_groups=3, mean_ratings_per_user=25, min_ratings_per_user=10,
-                 seed=5)  # fmt: skip
+    d = generate(
+        n_users=N_USERS, n_items=N_ITEMS, n_groups=3, mean_ratings_per_user=25, min_ratings_per_user=10, seed=5
+    )
     r = d.ratings
     return r["user_id"].astype(int).to_numpy() - 1, r["item_id"].astype(int).to_numpy() - 1, r["rating"].to_numpy()
 
 
 def _explicit(data, seed: int = 0) -> TuningResult:
-    return random_search("explicit", *data, N_USERS, N_ITEMS, n_trials=3, seed=seed, base=EXPLICIT_BASE,
-                         space=EXPLICIT_SPACE, max_epochs=12)  # fmt: skip
+    return random_search(
+        "explicit",
+        *data,
+        N_USERS,
+        N_ITEMS,
+        n_trials=3,
+        seed=seed,
+        base=EXPLICIT_BASE,
+        space=EXPLICIT_SPACE,
+        max_epochs=12,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +156,15 @@ def test_default_spaces_draw_valid_params_in_range() -> None:
 
 
 def test_branch_couples_ranges() -> None:
-    space = {"b": Branch({"one": {"reg_weighting": 1.0, "l2": LogUniform(0.03, 0.5)},
-                          "zero": {"reg_weighting": 0.0, "l2": LogUniform(3.0, 50.0)}}),  # fmt: skip
-             "n_factors": [16, 32]}  # fmt: skip
+    space = {
+        "b": Branch(
+            {
+                "one": {"reg_weighting": 1.0, "l2": LogUniform(0.03, 0.5)},
+                "zero": {"reg_weighting": 0.0, "l2": LogUniform(3.0, 50.0)},
+            }
+        ),
+        "n_factors": [16, 32],
+    }
     seen = set()
     for t in range(200):
         d = sample_params(space, np.random.default_rng([3, t]))

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.data.synthetic import generate
 from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
 from recsys.models.baselines import GlobalMean
 from recsys.models.cf import rmse
-from recsys.models.io import load_model
+from recsys.models.registry import load_model
 from recsys.models.two_tower import (
     TwoTowerModel,
     TwoTowerParams,
@@ -19,22 +18,29 @@ from recsys.models.two_tower import (
     fit_two_tower,
     parquet_chunks,
 )
+from tests.fixtures.planted import item_frame, planted_towers
 
 SMALL = TwoTowerParams(layers=(64, 32, 16), epochs=12, patience=3, batch_size=256, learning_rate=0.003, seed=4)
 
 
-def _item_frame(genres: np.ndarray, years: list, n: np.ndarray, mean: np.ndarray, tags: list) -> pd.DataFrame:
-    return pd.DataFrame({"item_idx": np.arange(len(years), dtype=np.int32), "year": pd.array(years, dtype="Int32"),
-                         "genres": list(genres.astype(np.float32)), "n_ratings": n,
-                         "mean_rating": pd.array(mean, dtype="Float64"), "tags": tags})  # fmt: skip
-
-
 def test_preprocessor_known_answers_and_json_round_trip() -> None:
-    items = _item_frame(np.array([[1, 0], [0, 1], [1, 1]]), [1990, None, 2000], np.array([3, 0, 1]),
-                        [4.0, None, 2.0], [["a", "b"], ["b"], []])  # fmt: skip
-    users = pd.DataFrame({"user_idx": [0, 1], "demographics": [[1.0, 0.0], [0.0, 0.0]], "n_ratings": [3, 0],
-                          "mean_rating": pd.array([3.5, None], dtype="Float64"),
-                          "genre_mean_rating": [[4.0, 2.0], [0.0, 0.0]], "genre_counts": [[2.0, 1.0], [0.0, 0.0]]})  # fmt: skip
+    items = item_frame(
+        np.array([[1, 0], [0, 1], [1, 1]]),
+        [1990, None, 2000],
+        np.array([3, 0, 1]),
+        [4.0, None, 2.0],
+        [["a", "b"], ["b"], []],
+    )
+    users = pd.DataFrame(
+        {
+            "user_idx": [0, 1],
+            "demographics": [[1.0, 0.0], [0.0, 0.0]],
+            "n_ratings": [3, 0],
+            "mean_rating": pd.array([3.5, None], dtype="Float64"),
+            "genre_mean_rating": [[4.0, 2.0], [0.0, 0.0]],
+            "genre_counts": [[2.0, 1.0], [0.0, 0.0]],
+        }
+    )
     pre = TowerPreprocessor.fit(users, items, max_tags=1)
     assert pre.tags == ["b"]  # on two items, 'a' on one: the most common first
     assert pre.stats["rating"] == [3.0, 1.0] and pre.stats["year"] == [1995.0, 5.0]
@@ -81,49 +87,19 @@ def test_streaming_shuffles_within_windows_and_keeps_every_row(tmp_path) -> None
 @pytest.fixture(scope="module")
 def planted() -> dict:
     """Synthetic data with planted tastes, its feature frames computed from the training ratings (pandas)."""
-    d = generate(n_users=500, n_items=160, n_groups=4, mean_ratings_per_user=30, min_ratings_per_user=10, seed=8)
-    r = d.ratings.assign(user_idx=lambda f: f["user_id"].astype(int) - 1, item_idx=lambda f: f["item_id"].astype(int) - 1)
-    vocab = sorted({g for gs in d.items["genres"] for g in gs})
-    genres = np.array([[g in gs for g in vocab] for gs in d.items["genres"]], dtype=np.float32)
-    cold = np.arange(450, 500)  # held out entirely: no training rating
-    test = (np.random.default_rng(0).random(len(r)) < 0.2) | np.isin(r["user_idx"], cold)
-    train = r[~test]
-    n_u, n_i = 500, 160
-    # One-hot demographics as the pipeline builds them (age bucket, gender, occupation, country).
-    tokens = [(f"age={a // 10}", f"gender={g}", f"occupation={o}", f"country={c}")
-              for a, g, o, c in d.users[["age", "gender", "occupation", "country"]].itertuples(index=False)]  # fmt: skip
-    demo_vocab = sorted({t for ts in tokens for t in ts})
-    demo = np.array([[t in ts for t in demo_vocab] for ts in tokens], dtype=np.float32)
-    per = train.merge(pd.DataFrame({"item_idx": np.arange(n_i), "g": list(genres)}), on="item_idx")
-    g_sum = np.zeros((n_u, len(vocab)))
-    g_cnt = np.zeros((n_u, len(vocab)))
-    np.add.at(g_sum, per["user_idx"].to_numpy(), np.stack(per["g"].to_numpy()) * per["rating"].to_numpy()[:, None])
-    np.add.at(g_cnt, per["user_idx"].to_numpy(), np.stack(per["g"].to_numpy()))
-    n_user = np.bincount(train["user_idx"], minlength=n_u)
-    mean_user = np.bincount(train["user_idx"], train["rating"], minlength=n_u) / np.maximum(n_user, 1)
-    users = pd.DataFrame({"user_idx": np.arange(n_u), "demographics": list(demo), "n_ratings": n_user,
-                          "mean_rating": pd.array(np.where(n_user > 0, mean_user, np.nan), dtype="Float64"),
-                          "genre_mean_rating": list((g_sum / np.maximum(g_cnt, 1)).astype(np.float32)),
-                          "genre_counts": list(g_cnt.astype(np.float32))})  # fmt: skip
-    n_item = np.bincount(train["item_idx"], minlength=n_i)
-    mean_item = np.bincount(train["item_idx"], train["rating"], minlength=n_i) / np.maximum(n_item, 1)
-    items = _item_frame(genres, d.items["year"].tolist(), n_item, np.where(n_item > 0, mean_item, np.nan),
-                        [[] for _ in range(n_i)])  # fmt: skip
-    pre = TowerPreprocessor.fit(users, items)
-    ux = pre.users(users, recent_genre_mix(train, genres, n_u))
-    ix = pre.items(items)
-    tr = tuple(train[c].to_numpy() for c in ("user_idx", "item_idx", "rating"))
-    te = tuple(r[test][c].to_numpy() for c in ("user_idx", "item_idx", "rating"))
-    rng = np.random.default_rng(1)
-    val = rng.random(len(tr[0])) < 0.1
-    return {"pre": pre, "ux": ux, "ix": ix, "fit": tuple(a[~val] for a in tr), "val": tuple(a[val] for a in tr),
-            "train": tr, "test": te, "cold": cold, "n": (n_u, n_i)}  # fmt: skip
+    return planted_towers()
 
 
 @pytest.fixture(scope="module")
 def fitted(planted: dict) -> TwoTowerModel:
-    return fit_two_tower(planted["ux"], planted["ix"], array_chunks(*planted["fit"], rows=4096), SMALL,
-                         planted["pre"], validation=planted["val"])  # fmt: skip
+    return fit_two_tower(
+        planted["ux"],
+        planted["ix"],
+        array_chunks(*planted["fit"], rows=4096),
+        SMALL,
+        planted["pre"],
+        validation=planted["val"],
+    )
 
 
 def test_learns_tastes_and_serves_cold_users(planted: dict, fitted: TwoTowerModel) -> None:
@@ -150,8 +126,13 @@ def test_learns_tastes_and_serves_cold_users(planted: dict, fitted: TwoTowerMode
 
 def test_save_load_reproduces_embeddings_and_predictions(planted: dict, fitted: TwoTowerModel, tmp_path) -> None:
     out = fitted.save(tmp_path / "tt")
-    for name in ("two_tower.keras", "preprocessing.json", "user_embeddings.parquet", "item_embeddings.parquet",
-                 "params.json"):  # fmt: skip
+    for name in (
+        "two_tower.keras",
+        "preprocessing.json",
+        "user_embeddings.parquet",
+        "item_embeddings.parquet",
+        "params.json",
+    ):
         assert (out / name).is_file(), name
     loaded = load_model(out)
     assert isinstance(loaded, TwoTowerModel) and loaded.params == fitted.params
@@ -165,11 +146,17 @@ def test_save_load_reproduces_embeddings_and_predictions(planted: dict, fitted: 
 
 def test_same_seed_same_embeddings(planted: dict) -> None:
     p = TwoTowerParams(layers=(16, 8), epochs=2, patience=0, batch_size=512, seed=9)
-    a, b = (fit_two_tower(planted["ux"], planted["ix"], array_chunks(*planted["fit"]), p, planted["pre"])
-            for _ in range(2))  # fmt: skip
+    a, b = (
+        fit_two_tower(planted["ux"], planted["ix"], array_chunks(*planted["fit"]), p, planted["pre"]) for _ in range(2)
+    )
     np.testing.assert_array_equal(a.item_emb, b.item_emb)
-    c = fit_two_tower(planted["ux"], planted["ix"], array_chunks(*planted["fit"]),
-                      TwoTowerParams(layers=(16, 8), epochs=2, patience=0, batch_size=512, seed=10), planted["pre"])  # fmt: skip
+    c = fit_two_tower(
+        planted["ux"],
+        planted["ix"],
+        array_chunks(*planted["fit"]),
+        TwoTowerParams(layers=(16, 8), epochs=2, patience=0, batch_size=512, seed=10),
+        planted["pre"],
+    )
     assert not np.allclose(a.item_emb, c.item_emb)
 
 
@@ -208,10 +195,21 @@ def test_holdout_chunks_is_a_seeded_hash_of_the_pair() -> None:
 def test_softmax_variant_stops_early_keeps_best_epoch_and_round_trips(planted: dict, tmp_path) -> None:
     from recsys.models.two_tower import _full_softmax_loss
 
-    p = TwoTowerParams(layers=(32, 16), loss="softmax", epochs=8, patience=2, batch_size=256, negatives=64,
-                       learning_rate=0.003, cold_dropout=0.3, item_cold_dropout=0.1, seed=5)  # fmt: skip
-    model = fit_two_tower(planted["ux"], planted["ix"], array_chunks(*planted["fit"]), p, planted["pre"],
-                          validation=planted["val"])  # fmt: skip
+    p = TwoTowerParams(
+        layers=(32, 16),
+        loss="softmax",
+        epochs=8,
+        patience=2,
+        batch_size=256,
+        negatives=64,
+        learning_rate=0.003,
+        cold_dropout=0.3,
+        item_cold_dropout=0.1,
+        seed=5,
+    )
+    model = fit_two_tower(
+        planted["ux"], planted["ix"], array_chunks(*planted["fit"]), p, planted["pre"], validation=planted["val"]
+    )
     h = model.history
     n_epochs = len(h["loss"])
     assert len(h["val_loss"]) == len(h["val_warm_loss"]) == len(h["val_cold_loss"]) == n_epochs <= p.epochs
@@ -246,9 +244,12 @@ def test_softmax_variant_stops_early_keeps_best_epoch_and_round_trips(planted: d
     np.testing.assert_array_equal(model.user_temperature, np.where(cold, t, 1.0).astype(np.float32))
     # The score is the logit s * t_u * v_u . v_m + b_m, and a reloaded model gives the same scores.
     u = np.r_[np.arange(10), planted["cold"][:5]]
-    np.testing.assert_allclose(model.score_users(u),
-                               model.scale * model.user_temperature[u, None] * model.user_emb[u] @ model.item_emb.T
-                               + model.item_bias[None, :], rtol=1e-5, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        model.score_users(u),
+        model.scale * model.user_temperature[u, None] * model.user_emb[u] @ model.item_emb.T + model.item_bias[None, :],
+        rtol=1e-5,
+        atol=1e-5,
+    )
     loaded = load_model(model.save(tmp_path / "softmax"))
     assert loaded.scale == pytest.approx(model.scale) and loaded.params == p
     np.testing.assert_allclose(loaded.bias_items(planted["ix"]), from_features, rtol=1e-5, atol=1e-6)
@@ -272,7 +273,7 @@ def test_holdout_by_user_holds_out_every_pair_of_a_user_and_validation_chunks_co
     assert 0.1 < held.size / 200 < 0.3 and hu.size == 20 * held.size  # whole users
     kept_u = np.concatenate([c[0] for c in train()])
     assert kept_u.size + hu.size == u.size and not np.isin(kept_u, held).any()
-    rest, (vu, vi, _), cold = validation_chunks(array_chunks(u, i, y), fraction=0.1, user_fraction=0.2, seed=3)
+    rest, (vu, _vi, _), cold = validation_chunks(array_chunks(u, i, y), fraction=0.1, user_fraction=0.2, seed=3)
     assert cold is not None and not np.isin(vu, np.unique(cold[0])).any()
     assert sum(len(c[0]) for c in rest()) + vu.size + cold[0].size == u.size
     assert validation_chunks(array_chunks(u, i, y), fraction=0.1, seed=3)[2] is None
@@ -285,16 +286,39 @@ def test_softmax_cold_validation_users_drive_the_cold_loss_and_temperature(plant
     held = np.unique(fu)[::8]  # users the towers never see: the cold-start case, validated honestly
     out = np.isin(fu, held)
     cold = (fu[out], fi[out], fy[out])
-    p = TwoTowerParams(layers=(32, 16), loss="softmax", epochs=4, patience=2, batch_size=256, negatives=64,
-                       learning_rate=0.003, cold_dropout=0.3, item_cold_dropout=0.1, demographic_dropout=0.5, seed=5)  # fmt: skip
-    model = fit_two_tower(planted["ux"], planted["ix"], array_chunks(fu[~out], fi[~out], fy[~out]), p, planted["pre"],
-                          validation=planted["val"], cold_validation=cold)  # fmt: skip
+    p = TwoTowerParams(
+        layers=(32, 16),
+        loss="softmax",
+        epochs=4,
+        patience=2,
+        batch_size=256,
+        negatives=64,
+        learning_rate=0.003,
+        cold_dropout=0.3,
+        item_cold_dropout=0.1,
+        demographic_dropout=0.5,
+        seed=5,
+    )
+    model = fit_two_tower(
+        planted["ux"],
+        planted["ix"],
+        array_chunks(fu[~out], fi[~out], fy[~out]),
+        p,
+        planted["pre"],
+        validation=planted["val"],
+        cold_validation=cold,
+    )
     h = model.history
     best = int(h["best_epoch"][0]) - 1
     pre = planted["pre"]
     blank = np.where(pre.user_history_columns()[None, :], pre.cold_user()[None, :], planted["ux"][cold[0]])
-    loss = _full_softmax_loss(model.embed_users(blank), model.item_emb, model.item_bias.astype(np.float64),
-                              cold[1].astype(np.int64), model.scale)  # fmt: skip
+    loss = _full_softmax_loss(
+        model.embed_users(blank),
+        model.item_emb,
+        model.item_bias.astype(np.float64),
+        cold[1].astype(np.int64),
+        model.scale,
+    )
     assert loss == pytest.approx(h["val_cold_loss"][best], rel=1e-4)  # the held-out users, scored as new
     assert h["val_cold_loss"][best] < np.log(planted["n"][1])  # side data beats a uniform choice
     assert len(h["cold_ndcg"]) == len(COLD_TEMPERATURES)
@@ -302,19 +326,36 @@ def test_softmax_cold_validation_users_drive_the_cold_loss_and_temperature(plant
 
 
 def test_segment_weight_is_chosen_on_validation_users_scored_as_new(planted: dict) -> None:
-    from recsys.evaluation.metrics import ndcg_per_user, relevant_lists, top_k_items
+    from recsys.evaluation.metrics import ndcg_per_user, relevant_lists
     from recsys.models.baselines import Popularity
     from recsys.models.cold_start import SEGMENT_WEIGHTS, as_new_users, choose_segment_weight, segment_weight
+    from recsys.retrieval.topk import top_k_items
 
     fu, fi, fy = planted["fit"]
     held = np.unique(fu)[::8]
     out = np.isin(fu, held)
     cold = (fu[out], fi[out], fy[out])
     n_u, n_i = planted["n"]
-    p = TwoTowerParams(layers=(32, 16), loss="softmax", epochs=3, patience=0, batch_size=256, negatives=64,
-                       learning_rate=0.003, cold_dropout=0.3, seed=5)  # fmt: skip
-    model = fit_two_tower(planted["ux"], planted["ix"], array_chunks(fu[~out], fi[~out], fy[~out]), p, planted["pre"],
-                          validation=planted["val"], cold_validation=cold)  # fmt: skip
+    p = TwoTowerParams(
+        layers=(32, 16),
+        loss="softmax",
+        epochs=3,
+        patience=0,
+        batch_size=256,
+        negatives=64,
+        learning_rate=0.003,
+        cold_dropout=0.3,
+        seed=5,
+    )
+    model = fit_two_tower(
+        planted["ux"],
+        planted["ix"],
+        array_chunks(fu[~out], fi[~out], fy[~out]),
+        p,
+        planted["pre"],
+        validation=planted["val"],
+        cold_validation=cold,
+    )
     # As new users: the held-out users' rows are embedded from their side data alone, at the cold temperature.
     new = as_new_users(model, planted["ux"], held)
     pre = planted["pre"]

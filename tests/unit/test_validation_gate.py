@@ -244,8 +244,7 @@ def test_missing_key_column_fails_with_validation_failed(valid):
 
 def _by_type(exps: list, type_name: str, column: str | None = None) -> list:
     return [
-        e for e in exps
-        if type(e).__name__ == type_name and (column is None or getattr(e, "column", None) == column)
+        e for e in exps if type(e).__name__ == type_name and (column is None or getattr(e, "column", None) == column)
     ]
 
 

@@ -1,4 +1,8 @@
-"""Loading a saved model folder, whatever its kind."""
+"""A model folder's ``params.json``: the params class's name (the folder's kind), its params and history.
+
+Every model's ``save`` writes it through :func:`write_params`; :func:`recsys.models.registry.load_model`
+reads the kind to find the loader.
+"""
 
 from __future__ import annotations
 
@@ -36,32 +40,3 @@ def write_params(path: Path, params: Any, history: dict) -> None:
 def read_params(path: Path) -> dict[str, Any]:
     """``params.json`` of a model folder as written by :func:`write_params`."""
     return json.loads((Path(path) / "params.json").read_text())
-
-
-def load_model(path: Path | str) -> Any:
-    """The model saved in folder ``path``: ``AutoRecModel``, ``EASEModel``, ``BlendModel`` or ``CFModel``.
-
-    The kind is read from ``params.json`` (``kind``: the params class name), which
-    every model's ``save`` writes.
-    """
-    path = Path(path)
-    kind = read_params(path).get("kind")
-    if kind == "AutoRecParams":
-        from recsys.models.autorec import AutoRecModel
-
-        return AutoRecModel.load(path)
-    if kind == "TwoTowerParams":
-        from recsys.models.two_tower import TwoTowerModel
-
-        return TwoTowerModel.load(path)
-    if kind == "EASEParams":
-        from recsys.models.ease import EASEModel
-
-        return EASEModel.load(path)
-    if kind == "BlendParams":
-        from recsys.models.blend import BlendModel
-
-        return BlendModel.load(path)
-    from recsys.models.cf import CFModel
-
-    return CFModel.load(path)
