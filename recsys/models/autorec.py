@@ -59,10 +59,8 @@ class AutoRecParams(FromDict):
     """Hyper-parameters of item-based AutoRec.
 
     Defaults were chosen on a validation split carved from MovieLens 100K u1's
-    training data (10 % per user; hidden 300/500 x lambda 30..400 x learning
-    rate 0.003..0.01 x 40..180 epochs): validation RMSE 0.886 in 60 epochs
-    (0.883 took 180, three times the time). ``bench/quality.py`` reports them on
-    the five folds.
+    training data (the grid and its result are in ``bench/README.md``);
+    ``bench/quality.py`` reports them on the five folds.
 
     Attributes:
         hidden: Units of the hidden layer (length of an item's code).

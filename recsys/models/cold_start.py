@@ -40,12 +40,8 @@ def cold_start_model(
     popularity in the user's segment (``segment``, weight ``segment_weight``). Users with a few:
     the two-tower score blended with popularity (weight ``popularity_weight``), which ranks them
     better than either (the towers never saw a user with so few ratings in training). Blends are
-    :func:`recsys.models.blend.blend`. ``bench/cold_start.py`` (10 rotated splits, NDCG@10, the segment
-    weight chosen per split on the validation users, :func:`choose_segment_weight`), users without
-    ratings: ML-100K 0.545 vs 0.535 for the two-tower model alone (segment popularity alone 0.544,
-    popularity 0.525; weights 0.0..0.7 chosen); synthetic data, whose side data the towers read
-    better, 0.589 for both (weight 0 chosen in 9 splits of 10; segment popularity 0.582). Users with
-    1..5 ratings: ML-100K 0.551 vs popularity's 0.511, synthetic 0.541 vs 0.519.
+    :func:`recsys.models.blend.blend`. ``bench/cold_start.py`` measures the rule against the two-tower
+    model alone, popularity and segment popularity (figures in ``bench/README.md``).
 
     Args:
         tower: The fitted two-tower model.

@@ -73,8 +73,8 @@ class ImplicitCFParams(FromDict):
             this long) with at least two items is trained as one more pseudo-user, so item vectors
             also learn what is chosen in one sitting (0: no sessions). Only real users are kept.
         matmul_precision: Of the full-catalogue losses' ``[block, n_items]`` logits product: ``bfloat16``
-            halves the fit time where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX;
-            MovieLens 100K ranker 10.4 -> 6-7 s a fold, NDCG@10 0.4905 -> 0.4904); ``auto`` uses
+            cuts the fit time where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX;
+            ``bench/README.md`` has the measured effect); ``auto`` uses
             it there and ``float32`` elsewhere, so results depend on the CPU's kind (same CPU, same
             results).
     """

@@ -23,10 +23,8 @@ ReLU between, linear last) to an L2-normalised embedding ``v_u`` / ``v_m``
   without ratings get ``w . x_m + c``, linear in their features, which learns to
   predict that log-popularity from content through the bias-only softmax (on the
   items cold dropout blanks). Without the prior, ``b_m = w . x_m + c`` for every
-  item, learnt with the towers (``bench/cold_start.py``, ML-100K users held out
-  entirely, one split of 94 users, NDCG@10: 0.467 without any bias, 0.498 with the
-  learnt one, 0.549 with the prior and the cold temperature, popularity 0.549; with
-  validation users too, over 10 rotated splits, 940 users: 0.535 vs 0.525).
+  item, learnt with the towers (``bench/cold_start.py`` measures each; figures in
+  ``bench/README.md``).
   This learns which items a user chooses (popular ones included), what ranking
   needs; the rating losses learn how much a user likes what they chose, and rank
   far worse. ``cold_dropout`` replaces, for that share of the training pairs, the
