@@ -49,7 +49,7 @@ import numpy as np
 from recsys.models.artifacts import FromDict, read_params, write_params
 from recsys.models.baselines import item_means
 from recsys.models.cf import BestEpoch, progress_bar, rmse
-from recsys.models.registry import ModelSpec, TrainingInputs
+from recsys.models.registry import ModelSpec, rating_fit
 
 logger = logging.getLogger(__name__)
 
@@ -304,25 +304,11 @@ def fit_autorec(
     return model
 
 
-def _fit_inputs(inputs: TrainingInputs, params: AutoRecParams, progress: bool = False) -> AutoRecModel:
-    """:func:`fit_autorec` on the training ratings, checking ``inputs.validation`` each epoch."""
-    return fit_autorec(
-        inputs.user_idx,
-        inputs.item_idx,
-        inputs.rating,
-        inputs.n_users,
-        inputs.n_items,
-        params,
-        validation=inputs.validation,
-        progress=progress,
-    )
-
-
 SPEC = ModelSpec(
     name="autorec",
     label="AutoRec",
     params=AutoRecParams,
-    fit=_fit_inputs,
+    fit=rating_fit(fit_autorec),
     loaders={"AutoRecParams": AutoRecModel.load},
     role="rating",
 )

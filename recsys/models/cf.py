@@ -41,7 +41,7 @@ import numpy as np
 
 from recsys.models.artifacts import FromDict, read_params, write_params
 from recsys.models.baselines import item_means
-from recsys.models.registry import ModelSpec, TrainingInputs, loader_for_kind
+from recsys.models.registry import ModelSpec, loader_for_kind, rating_fit
 
 logger = logging.getLogger(__name__)
 
@@ -394,25 +394,11 @@ def fit_cf(
     return model
 
 
-def _fit_inputs(inputs: TrainingInputs, params: CFParams, progress: bool = False) -> CFModel:
-    """:func:`fit_cf` on the training ratings, checking ``inputs.validation`` each epoch."""
-    return fit_cf(
-        inputs.user_idx,
-        inputs.item_idx,
-        inputs.rating,
-        inputs.n_users,
-        inputs.n_items,
-        params,
-        validation=inputs.validation,
-        progress=progress,
-    )
-
-
 SPEC = ModelSpec(
     name="cf",
     label="explicit CF",
     params=CFParams,
-    fit=_fit_inputs,
+    fit=rating_fit(fit_cf),
     loaders={"CFParams": CFModel.load},
     aliases=("explicit", "mf"),
     role="rating",

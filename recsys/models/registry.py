@@ -100,6 +100,25 @@ class ModelSpec:
     role: str = "rating"
 
 
+def rating_fit(fit: Callable[..., TrainedModel]) -> Callable[[TrainingInputs, Any, bool], TrainedModel]:
+    """A :attr:`ModelSpec.fit` recipe of a rating model's ``fit(user_idx, item_idx, rating, n_users, n_items,
+    params, *, validation, progress)``: the training ratings, ``inputs.validation`` checked each epoch."""
+
+    def fit_inputs(inputs: TrainingInputs, params: Any, progress: bool = False) -> TrainedModel:
+        return fit(
+            inputs.user_idx,
+            inputs.item_idx,
+            inputs.rating,
+            inputs.n_users,
+            inputs.n_items,
+            params,
+            validation=inputs.validation,
+            progress=progress,
+        )
+
+    return fit_inputs
+
+
 def spec(name: str) -> ModelSpec:
     """The spec of model ``name`` (or of an alias).
 
