@@ -178,6 +178,26 @@ def _training_data(settings: Settings, run_date: str) -> tuple[Any, pd.DataFrame
     ), ratings
 
 
+def _rating_inputs(split: Any, seed: int) -> Any:
+    """The registry's :class:`~recsys.models.registry.TrainingInputs` of a split: its training ratings,
+    checked each epoch against the test split (when it has one)."""
+    from recsys.models.registry import TrainingInputs
+
+    tu, ti, ty = split.train
+    return TrainingInputs(
+        tu,
+        ti,
+        ty,
+        split.n_users,
+        split.n_items,
+        rating_min=split.rating_min,
+        rating_max=split.rating_max,
+        ts=split.train_ts,
+        validation=split.test if len(split.test[0]) else None,
+        seed=seed,
+    )
+
+
 def _positives(settings: Settings, run_date: str, split: Any) -> tuple[np.ndarray, ...]:
     """Training positives of the ranking model: every training rating, plus positive training interactions.
 
@@ -309,23 +329,15 @@ def train_cf(settings: Settings, run_date: str, run_id: str, *, progress: bool =
         ``{"model_dir": ..., "metrics": {...}}``.
     """
     from recsys.models.baselines import GlobalMean, ItemMean
-    from recsys.models.cf import fit_cf, rmse
+    from recsys.models.cf import rmse
+    from recsys.models.registry import spec
 
     start = time.monotonic()
     split, _ = _training_data(settings, run_date)
     params, extra = _params(settings, "explicit", split)
     tu, ti, ty = split.train
     fit_start = time.monotonic()
-    model = fit_cf(
-        tu,
-        ti,
-        ty,
-        split.n_users,
-        split.n_items,
-        params,
-        validation=split.test if len(split.test[0]) else None,
-        progress=progress,
-    )
+    model = spec("cf").fit(_rating_inputs(split, settings.seed), params, progress)
     metrics: dict[str, float] = {
         "cf_fit_seconds": time.monotonic() - fit_start,
         "cf_train_rmse": rmse(model.predict(tu, ti), ty),
@@ -359,23 +371,14 @@ def train_autorec(settings: Settings, run_date: str, run_id: str, *, progress: b
     """
     if settings.rating_model != "autorec":
         return {"skipped": True, "model_dir": None, "metrics": {}}
-    from recsys.models.autorec import fit_autorec
     from recsys.models.cf import rmse
+    from recsys.models.registry import spec
 
     start = time.monotonic()
     split, _ = _training_data(settings, run_date)
     params, extra = _params(settings, "autorec", split)
     tu, ti, ty = split.train
-    model = fit_autorec(
-        tu,
-        ti,
-        ty,
-        split.n_users,
-        split.n_items,
-        params,
-        validation=split.test if len(split.test[0]) else None,
-        progress=progress,
-    )
+    model = spec("autorec").fit(_rating_inputs(split, settings.seed), params, progress)
     metrics: dict[str, float] = {
         "autorec_fit_seconds": time.monotonic() - start,
         "autorec_train_rmse": rmse(model.predict(tu, ti), ty),
