@@ -1,6 +1,6 @@
 """Cold-start benchmark: the content-based two-tower model against CF (mean normalisation) and popularity.
 
-Protocol (:mod:`recsys.evaluation.cold_start`): per dataset, a seeded cold-start
+Protocol (:mod:`bench.harness.cold_start`): per dataset, a seeded cold-start
 split of the ratings holds out 10% of the users entirely (cold users), 10% of the
 items entirely (cold items), and leaves a "few ratings" cohort of 10% of the users
 with 1..5 random training ratings (the rest of theirs is test); everything else
@@ -19,15 +19,15 @@ from the training ratings only, and converted to pandas for the model.
 
 Models, each fitted on the training ratings of the split:
 
-* ``two_tower``: :func:`recsys.models.two_tower.fit_two_tower` with the pipeline's
-  settings (:class:`recsys.config.TwoTowerConfig`: the ``softmax`` retrieval loss with
+* ``two_tower``: the registry recipe (:func:`recsys.models.two_tower.fit_two_tower`) with the pipeline's
+  defaults (:class:`recsys.models.two_tower.TwoTowerParams`: the ``softmax`` retrieval loss with
   cold dropout; ``--two-tower`` overrides), its inputs from
   :class:`recsys.features.tower_inputs.TowerPreprocessor`; as in the pipeline, a share of
-  the warm users (``TwoTowerConfig.cold_validation_fraction``, 10%) is held out of its
+  the warm users (``TwoTowerParams.cold_validation_fraction``, 10%) is held out of its
   training entirely and scored as new users (the cold part of early stopping and the
   cold temperature), and a 10% validation share of the other warm users' training
   ratings is held out (early stopping;
-  :func:`recsys.evaluation.cold_start.carve_validation`; the feature tables use every
+  :func:`bench.harness.cold_start.carve_validation`; the feature tables use every
   training rating, as the pipeline's would).
 * ``two_tower_served``: what the pipeline serves cold-start users
   (:func:`recsys.models.cold_start.cold_start_model`): for users without ratings the
@@ -83,9 +83,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.config import Settings
-from recsys.evaluation.bench_io import git_sha, jsonable, versions, write_atomic
-from recsys.evaluation.cold_start import (
+from bench.harness.bench_io import jsonable, versions
+from bench.harness.cold_start import (
     COHORTS,
     METRICS,
     ColdStartSplit,
@@ -93,13 +92,16 @@ from recsys.evaluation.cold_start import (
     cold_start_split_frame,
     evaluate_cold_start,
 )
+from recsys.config import Settings
 from recsys.evaluation.metrics import paired_bootstrap_ci
 from recsys.evaluation.svg import bar_chart
 from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
+from recsys.files import git_sha, write_atomic
 from recsys.models.baselines import DemographicPopularity, Popularity
-from recsys.models.cf import CFParams, fit_cf
+from recsys.models.cf import CFParams
 from recsys.models.cold_start import choose_segment_weight, cold_start_model, segment_weight
-from recsys.models.two_tower import TwoTowerParams, array_chunks, fit_two_tower
+from recsys.models.registry import TrainingInputs, spec
+from recsys.models.two_tower import TwoTowerParams
 
 logger = logging.getLogger("bench.cold_start")
 
@@ -162,13 +164,13 @@ def prepare(
         spark: Session.
         staged: Staged tables of the source.
         seed: Seed of the split.
-        fractions: Overrides of :func:`recsys.evaluation.cold_start.cold_start_split`'s fractions.
+        fractions: Overrides of :func:`bench.harness.cold_start.cold_start_split`'s fractions.
         fold: Which rotated split (None: one seeded draw).
 
     Returns:
         The :class:`Prepared` dataset.
     """
-    from recsys.evaluation.feature_frames import feature_frames, indexed_ratings
+    from bench.harness.feature_frames import feature_frames, indexed_ratings
 
     start = time.perf_counter()
     indexed = indexed_ratings(staged)
@@ -189,8 +191,8 @@ def prepare(
 
 
 def pipeline_two_tower_params(overrides: dict[str, Any] | None = None) -> TwoTowerParams:
-    """The two-tower parameters the nightly pipeline trains with (its settings' defaults), plus ``overrides``."""
-    return TwoTowerParams.from_dict({**Settings().two_tower.model_dump(), **(overrides or {})})
+    """The two-tower parameters the nightly pipeline trains with (the params' defaults), plus ``overrides``."""
+    return TwoTowerParams.from_dict(overrides or {})
 
 
 def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, validation_seed: int) -> dict[str, Any]:
@@ -203,13 +205,17 @@ def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, valid
     pre = TowerPreprocessor.fit(data.user_features, data.item_features)
     ux = pre.users(data.user_features, recent_genre_mix(data.train_ratings, data.item_genres, split.n_users))
     ix = pre.items(data.item_features)
-    users_out = Settings().two_tower.cold_validation_fraction if two_tower.loss == "softmax" else 0.0
+    users_out = two_tower.cold_validation_fraction if two_tower.loss == "softmax" else 0.0
     fit, val, cold = carve_validation(
         split, fraction=VALIDATION_FRACTION, seed=validation_seed, user_fraction=users_out
     )
     inputs_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = fit_two_tower(ux, ix, array_chunks(*fit), two_tower, pre, validation=val, cold_validation=cold)
+    model = spec("two_tower").fit(  # the registry's recipe, on this benchmark's own hold-outs
+        TrainingInputs(*fit, split.n_users, split.n_items, towers=lambda: (pre, ux, ix), holdout=(val, cold)),
+        two_tower,
+        False,
+    )
     out["two_tower"] = {
         "model": model,
         "fit_seconds": time.perf_counter() - t0,
@@ -224,7 +230,7 @@ def fit_models(data: Prepared, *, two_tower: TwoTowerParams, cf: CFParams, valid
     }
 
     t0 = time.perf_counter()
-    model = fit_cf(tu, ti, tr, split.n_users, split.n_items, cf)
+    model = spec("cf").fit(TrainingInputs(tu, ti, tr, split.n_users, split.n_items), cf, False)
     out["cf_explicit"] = {"model": model, "fit_seconds": time.perf_counter() - t0, "params": dataclasses.asdict(cf)}
 
     t0 = time.perf_counter()
@@ -393,7 +399,7 @@ def run_dataset(
 
     Args:
         folds: 1: one seeded split. More: that many rotated splits (``fold`` of
-            :func:`recsys.evaluation.cold_start.cold_start_split`: disjoint cold users and items), each
+            :func:`bench.harness.cold_start.cold_start_split`: disjoint cold users and items), each
             fitted and evaluated on its own; the cohorts' users are pooled (metrics are means over every
             fold's users, targets and intervals over the pooled users), as one larger held-out cohort.
 

@@ -19,7 +19,7 @@ Models (one row each):
   includes both fits). Always the current defaults, never other parameters.
 * baselines (:mod:`recsys.models.baselines`): ``global_mean``, ``item_mean``,
   ``user_item_bias``, ``popularity``.
-* references (:mod:`recsys.evaluation.references`), by group of ``--refs``:
+* references (:mod:`bench.harness.references`), by group of ``--refs``:
   ``spark`` (``spark_als_explicit``, ``spark_als_implicit``; PySpark is a project
   dependency), ``implicit`` (``implicit_als``, ``implicit_bpr``) and ``surprise``
   (``surprise_svd``, ``surprise_svdpp``), the last two optional
@@ -63,9 +63,10 @@ from typing import Any
 
 import numpy as np
 
-from recsys.evaluation.bench_io import git_sha, jsonable, versions, write_atomic
-from recsys.evaluation.protocol import Split, evaluate, ml100k_folds, ranked_lists
+from bench.harness.bench_io import jsonable, versions
+from recsys.evaluation.protocol import RANKING_METRICS, Split, evaluate, ml100k_folds, ranked_lists
 from recsys.evaluation.svg import bar_chart
+from recsys.files import git_sha, write_atomic
 from recsys.models.baselines import GlobalMean, ItemMean, Popularity, UserItemBias
 
 logger = logging.getLogger("bench.quality")
@@ -81,15 +82,7 @@ BASELINES: tuple[str, ...] = ("global_mean", "item_mean", "user_item_bias", "pop
 METRICS: tuple[str, ...] = (
     "rmse",
     "mae",
-    "ndcg",
-    "precision",
-    "recall",
-    "map",
-    "hit_rate",
-    "coverage",
-    "novelty",
-    "diversity",
-    "popularity_bias",
+    *RANKING_METRICS,
     "fit_seconds",
     "predict_seconds",
 )
@@ -105,7 +98,7 @@ REFERENCE_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 #: Parameters of the references: the settings the issue quotes (constructor keywords of the adapters).
-#: Spark ALS explicit: rank 10, regParam 0.1, maxIter 10 (recsys.evaluation.references documents no tuned
+#: Spark ALS explicit: rank 10, regParam 0.1, maxIter 10 (bench.harness.references documents no tuned
 #: variant). Spark ALS implicit: references documents no tuned setting either; this is Spark's default
 #: (rank 10, regParam 0.1, alpha 1, maxIter 10, star ratings as r_ui), the best of a small grid on fold u1
 #: (rank 10/50 x regParam 0.01/0.1/1 x alpha 1/10/40: NDCG@10 0.527; alpha 10 gives 0.39, alpha 40 0.24).
@@ -159,23 +152,44 @@ class _Spec:
     predicts_ratings: bool = True
 
 
+def _inputs(s: Split, *, seed: int = 42, towers: Callable[[], Any] | None = None) -> Any:
+    """The registry's training inputs of a fold: its training ratings (with times), nothing checked per epoch."""
+    from recsys.models.registry import TrainingInputs
+
+    u, i, r = s.train
+    return TrainingInputs(
+        u,
+        i,
+        r,
+        s.n_users,
+        s.n_items,
+        rating_min=s.rating_min,
+        rating_max=s.rating_max,
+        ts=s.train_ts,
+        towers=towers,
+        seed=seed,
+    )
+
+
 def _our_specs() -> list[_Spec]:
-    from recsys.models.autorec import AutoRecParams, fit_autorec
-    from recsys.models.blend import EASE_WEIGHT
-    from recsys.models.cf import CFParams, fit_cf
+    """Our models at their defaults: the registered ones through their registry recipes (as the nightly run
+    fits them), and the ranker's two members alone."""
+    from recsys.models.autorec import AutoRecParams
+    from recsys.models.cf import CFParams
     from recsys.models.ease import EASEParams, fit_ease
     from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
-    from recsys.models.ranker import fit_ranker
+    from recsys.models.ranker import RankerParams
+    from recsys.models.registry import spec
 
     # the defaults of the moment: the shipped models
     cf, ar, icf, ep = CFParams(), AutoRecParams(), ImplicitCFParams(), EASEParams()
+    ranker = RankerParams(cf=icf, ease=ep)
 
     def fit_explicit(s: Split) -> Any:
-        u, i, r = s.train
-        return fit_cf(u, i, r, s.n_users, s.n_items, cf)
+        return spec("cf").fit(_inputs(s), cf, False)
 
     def fit_autorec_(s: Split) -> Any:
-        return fit_autorec(*s.train, s.n_users, s.n_items, ar)
+        return spec("autorec").fit(_inputs(s), ar, False)
 
     def fit_implicit(s: Split) -> Any:
         u, i, _ = s.train
@@ -188,20 +202,7 @@ def _our_specs() -> list[_Spec]:
         )
 
     def fit_ranker_(s: Split) -> Any:
-        u, i, r = s.train
-        return fit_ranker(
-            u,
-            i,
-            s.n_users,
-            s.n_items,
-            cf=icf,
-            ease=ep,
-            ease_weight=EASE_WEIGHT,
-            rating=r,
-            ts=s.train_ts,
-            rating_range=(s.rating_min, s.rating_max),
-            seed=icf.seed,
-        )[0]
+        return spec("ranker").fit(_inputs(s, seed=icf.seed), ranker, False)
 
     return [
         _Spec("cf_explicit", "ours", fit_explicit, dataclasses.asdict(cf)),
@@ -212,7 +213,7 @@ def _our_specs() -> list[_Spec]:
             "ranker",
             "ours",
             fit_ranker_,
-            {"ease_weight": EASE_WEIGHT, "cf": dataclasses.asdict(icf), "ease": dataclasses.asdict(ep)},
+            dataclasses.asdict(ranker),
             predicts_ratings=False,
         ),
     ]
@@ -226,18 +227,18 @@ def _two_tower_specs(data_dir: Path, spark: Any, splits: list[Split]) -> list[_S
     """The content-based two-tower model on each fold's warm users, its inputs built before any timing.
 
     Per fold, the feature tables come from the fold's training ratings through the pipeline's
-    Spark transforms (:mod:`recsys.evaluation.feature_frames`), are transformed by a
+    Spark transforms (:mod:`bench.harness.feature_frames`), are transformed by a
     :class:`~recsys.features.tower_inputs.TowerPreprocessor` fitted on them and re-indexed to
     the protocol's indices (MovieLens id - 1). Rows: ``two_tower``, the pipeline's settings
     (``softmax`` retrieval loss with cold dropout); ``two_tower_mse``, MSE on ratings (its RMSE).
     Both stop early on a 10% hash hold-out of the fold's training ratings; the retrieval one also holds out
     10% of the users entirely, for its cold-start validation, as the pipeline does.
     """
-    from recsys.config import Settings
+    from bench.harness.feature_frames import feature_frames, indexed_ratings
     from recsys.data.sources import open_source
-    from recsys.evaluation.feature_frames import feature_frames, indexed_ratings
     from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
-    from recsys.models.two_tower import TwoTowerParams, array_chunks, fit_two_tower, validation_chunks
+    from recsys.models.registry import spec
+    from recsys.models.two_tower import TwoTowerParams
 
     staged = open_source(Path(data_dir), fold=None).read(spark, run_date="2026-01-01")
     indexed = indexed_ratings(staged)
@@ -260,17 +261,12 @@ def _two_tower_specs(data_dir: Path, spark: Any, splits: list[Split]) -> list[_S
         genres = np.stack([np.asarray(g, dtype=np.float32) for g in itf["genres"]])
         recent = recent_genre_mix(frame[frame["split"] == "train"], genres, indexed.n_users)
         inputs[s.name] = (pre, pre.users(uf, recent)[user_of], pre.items(itf)[item_of])
-    tower = Settings().two_tower
-    retrieval = TwoTowerParams.from_dict(tower.model_dump())
+    retrieval = TwoTowerParams()  # the nightly run's defaults
     rating = TwoTowerParams(layers=retrieval.layers, loss="mse", epochs=30, patience=3)
 
     def fit(s: Split, params: TwoTowerParams) -> Any:
-        pre, ux, ix = inputs[s.name]
-        users_out = tower.cold_validation_fraction if params.loss == "softmax" else 0.0
-        chunks, val, cold = validation_chunks(
-            array_chunks(*s.train), fraction=tower.validation_fraction, user_fraction=users_out, seed=params.seed
-        )
-        return fit_two_tower(ux, ix, chunks, params, pre, validation=val, cold_validation=cold)
+        # the registry's recipe: the same hold-outs (pairs, and for softmax users) as the nightly run
+        return spec("two_tower").fit(_inputs(s, seed=params.seed, towers=lambda: inputs[s.name]), params, False)
 
     return [
         _Spec("two_tower", "ours", lambda s: fit(s, retrieval), dataclasses.asdict(retrieval), predicts_ratings=False),
@@ -298,7 +294,7 @@ def _baseline_specs() -> list[_Spec]:
 
 def _reference_specs(refs: tuple[str, ...], spark: Any) -> tuple[list[_Spec], dict[str, str]]:
     """Specs of the requested reference groups that can run, and a note per group skipped."""
-    from recsys.evaluation import references as R
+    from bench.harness import references as R
 
     available = R.available_references()
     specs: list[_Spec] = []

@@ -9,11 +9,12 @@ One nightly run of the batch recommender for run date **D**:
 4. `validate`: Great Expectations gate; a failure stops the run and nothing is published.
 5. `tune` (optional, param `tune`): random search of the models' parameters on a validation split
    of the training data; the training tasks use the result (`models/<dataset>/tuned/`).
-6. `train_cf`, `train_autorec`, `train_ranker` and `train_two_tower`, in parallel (TensorFlow):
-   explicit CF (its item vectors give the similar items), AutoRec (the rating model; param
-   `rating_model`, skipped for `mf`), the ranking model (implicit CF blended with EASE) and the
-   content-based two-tower model (cold start; param `cold_start_model`, skipped for `none`), each
-   evaluated on the test split (rating and top-K metrics vs baselines).
+6. `train_<model>`, one task per model of the registry (`recsys.models.registry`), in parallel
+   (TensorFlow): `cf` (explicit CF; its item vectors give the similar items), `autorec` (the rating
+   model; param `rating_model`), `ranker` (implicit CF blended with EASE: the ranking model; param
+   `ranking_model`) and `two_tower` (content-based; cold start; param `cold_start_model`), each
+   evaluated on the test split (rating and top-K metrics vs baselines). A model the run does not
+   need returns at once, marked skipped.
 7. `similar_items`: exact nearest items by CF item vectors and by two-tower item embeddings.
 8. `recommend`: candidates (similar to recent, nearest to the profile, popular) ranked by the model
    that serves each user: the two-tower model for cold-start users (at most `cold_start_max_ratings`
@@ -23,7 +24,7 @@ One nightly run of the batch recommender for run date **D**:
 10. `report`: the run's HTML report.
 
 Trigger from the UI with params (run date, dataset, top K, synthetic size).
-Wiring only: every task calls a function of `recsys.pipeline`.
+Wiring only: every task calls a function of `recsys.stages`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from recsys.models.registry import MODEL_MODULES  # names only: imports no model module
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JOBS = PROJECT_ROOT / "jobs"
@@ -48,61 +51,111 @@ RECOMMENDATIONS = Asset("recsys://store/recommendations_latest")
 SIMILAR_ITEMS = Asset("recsys://store/similar_items_latest")
 TABLE_ASSETS = [Asset(f"recsys://lake/{name}") for name in ("ratings", "items", "users")]
 
+RUN, DATA, SERVING, MODELS, TUNING = "Run", "Data", "Serving", "Models", "Tuning"
+"""The trigger form's sections."""
+
 PARAMS = {
-    "run_date": Param("", type="string", description="YYYY-MM-DD; empty = the run's logical date"),
+    "run_date": Param(
+        "", type="string", title="Run date", description="YYYY-MM-DD; empty = the run's logical date", section=RUN
+    ),
+    "seed": Param(42, type="integer", title="Seed", description="seed of every random choice", section=RUN),
     "dataset": Param(
         "synthetic",
         type="string",
         pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        title="Dataset",
         description="synthetic, or the name of a real data folder (ml-100k, ml-1m, ...)",
+        section=DATA,
     ),
     "data_dir": Param(
         "",
         type="string",
+        title="Data folder",
         description="folder of real data (MovieLens layouts or an event "
         "log, detected from the files); empty = ../shared MovieLens 100K for ml-100k",
+        section=DATA,
     ),
-    "split": Param("auto", enum=["auto", "fold", "random", "temporal"], description="train/test split"),
+    "split": Param(
+        "auto",
+        enum=["auto", "fold", "random", "temporal"],
+        title="Train/test split",
+        description="auto: the source's official fold where it has one, else random",
+        section=DATA,
+    ),
     "max_bad_fraction": Param(
-        0.01, type="number", minimum=0, maximum=1, description="share of unusable input rows that fails the run"
+        0.01,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Largest share of bad input rows",
+        description="share of unusable input rows that fails the run",
+        section=DATA,
     ),
-    "top_k": Param(10, type="integer", minimum=1, maximum=100, description="recommendations per user"),
-    "seed": Param(42, type="integer", description="seed of every random choice"),
-    "synthetic_n_users": Param(3000, type="integer", minimum=10, description="synthetic users"),
-    "synthetic_n_items": Param(2000, type="integer", minimum=20, description="synthetic items"),
-    "synthetic_mean_ratings_per_user": Param(45.0, type="number", minimum=1, description="synthetic density"),
+    "synthetic_n_users": Param(3000, type="integer", minimum=10, title="Synthetic users", section=DATA),
+    "synthetic_n_items": Param(2000, type="integer", minimum=20, title="Synthetic items", section=DATA),
+    "synthetic_mean_ratings_per_user": Param(
+        45.0, type="number", minimum=1, title="Synthetic ratings per user", description="mean", section=DATA
+    ),
+    "top_k": Param(
+        10,
+        type="integer",
+        minimum=1,
+        maximum=100,
+        title="Top K",
+        description="recommendations per user",
+        section=SERVING,
+    ),
     "ranking_model": Param(
-        "implicit",
-        enum=["implicit", "explicit"],
-        description="model that ranks: implicit CF (which items users choose) or the rating model",
+        "ranker",
+        enum=[*MODEL_MODULES, "implicit", "explicit"],
+        title="Ranking model",
+        description="the model that ranks warm users' candidates: ranker (implicit CF + EASE: which items users "
+        "choose), or a rating model; implicit (= ranker) and explicit (= the rating model) are older names",
+        section=SERVING,
     ),
     "rating_model": Param(
         "autorec",
-        enum=["autorec", "mf"],
-        description="model that predicts ratings: AutoRec (lowest RMSE) or the course's factorisation",
+        enum=[*MODEL_MODULES, "mf"],
+        title="Rating model",
+        description="the model that predicts ratings: autorec (lowest RMSE) or cf (the course's factorisation; "
+        "mf is its older name); a model that does not predict ratings is refused when the run starts",
+        section=SERVING,
     ),
-    "tune": Param(False, type="boolean", description="search the models' parameters before training"),
-    "tune_trials": Param(20, type="integer", minimum=1, maximum=500, description="trials per model when tuning"),
-    "cf_epochs": Param(
-        None, type=["null", "integer"], minimum=1, description="explicit CF epochs; empty = tuned or default"
-    ),
-    "autorec_epochs": Param(None, type=["null", "integer"], minimum=1, description="AutoRec epochs; empty = default"),
     "cold_start_model": Param(
         "two_tower",
         enum=["two_tower", "none"],
+        title="Cold-start model",
         description="train the two-tower model and serve cold-start users with it, or not",
+        section=SERVING,
     ),
     "cold_start_max_ratings": Param(
-        5, type="integer", minimum=0, description="users with at most this many training ratings are cold-start users"
+        5,
+        type="integer",
+        minimum=0,
+        title="Cold-start users' most ratings",
+        description="users with at most this many training ratings are cold-start users",
+        section=SERVING,
     ),
-    "two_tower_epochs": Param(
-        None,
-        type=["null", "integer"],
-        minimum=1,
-        description="two-tower epochs (early stopping may end sooner); empty = default",
+    **{
+        f"{name}_epochs": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title=f"{name} epochs",
+            description=f"most training epochs of {name}; empty = tuned or default",
+            section=MODELS,
+        )
+        for name in MODEL_MODULES
+    },
+    "tune": Param(
+        False,
+        type="boolean",
+        title="Tune first",
+        description="search the models' parameters before training",
+        section=TUNING,
     ),
-    "ranker_epochs": Param(
-        None, type=["null", "integer"], minimum=1, description="ranking model epochs; empty = tuned or default"
+    "tune_trials": Param(
+        20, type="integer", minimum=1, maximum=500, title="Trials per model", description="when tuning", section=TUNING
     ),
 }
 
@@ -128,6 +181,11 @@ def _settings(resolved: dict):
     return Settings(**resolved["settings"])
 
 
+def _dirs(trained: dict) -> dict:
+    """``{model: model folder or None}`` of the training tasks' outputs."""
+    return {name: out["model_dir"] for name, out in trained.items()}
+
+
 @dag(
     dag_id="recsys_nightly",
     schedule="@daily",
@@ -148,7 +206,7 @@ def recsys_nightly() -> None:
 
     @task(multiple_outputs=False)
     def resolve() -> dict:
-        from recsys.pipeline import resolve_run
+        from recsys.stages.resolve import resolve_run
 
         ctx = get_current_context()
         params = dict(ctx["params"])
@@ -162,7 +220,7 @@ def recsys_nightly() -> None:
 
     @task(retries=0)  # bad data does not fix itself: fail at once
     def validate(resolved: dict) -> dict:
-        from recsys.pipeline import validate as run
+        from recsys.stages.validate import validate as run
 
         return run(_settings(resolved), resolved["run_date"])
 
@@ -170,64 +228,34 @@ def recsys_nightly() -> None:
     def tune(resolved: dict, _gate: dict) -> dict:
         if not resolved["tune"]["enabled"]:
             return {"skipped": True}
-        from recsys.pipeline import tune as run
+        from recsys.stages.tune import tune as run
 
         return run(_settings(resolved), resolved["run_date"], trials=resolved["tune"]["trials"])
 
     @task
-    def train_cf(resolved: dict, _tuned: dict) -> dict:
-        from recsys.pipeline import train_cf as run
+    def train(resolved: dict, _tuned: dict, model: str) -> dict:
+        from recsys.stages.train import train as run
 
-        return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
-
-    @task
-    def train_autorec(resolved: dict, _tuned: dict) -> dict:
-        from recsys.pipeline import train_autorec as run
-
-        return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
+        return run(_settings(resolved), resolved["run_date"], resolved["run_id"], model)
 
     @task
-    def train_two_tower(resolved: dict, _tuned: dict) -> dict:
-        from recsys.pipeline import train_two_tower as run
+    def similar_items(resolved: dict, trained: dict) -> dict:
+        from recsys.stages.similar import build_similar_items
 
-        return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
-
-    @task
-    def train_ranker(resolved: dict, _tuned: dict) -> dict:
-        from recsys.pipeline import train_ranker as run
-
-        return run(_settings(resolved), resolved["run_date"], resolved["run_id"])
+        return build_similar_items(_settings(resolved), resolved["run_date"], _dirs(trained))
 
     @task
-    def similar_items(resolved: dict, model: dict, tower: dict) -> dict:
-        from recsys.pipeline import build_similar_items
+    def recommend(resolved: dict, trained: dict, _similar: dict) -> dict:
+        from recsys.stages.recommend import recommend as run
 
-        return build_similar_items(_settings(resolved), resolved["run_date"], model["model_dir"], tower["model_dir"])
-
-    @task
-    def recommend(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, _similar: dict) -> dict:
-        from recsys.pipeline import recommend as run
-
-        return run(
-            _settings(resolved),
-            resolved["run_date"],
-            cf["model_dir"],
-            ranker["model_dir"],
-            autorec["model_dir"],
-            tower["model_dir"],
-        )
+        return run(_settings(resolved), resolved["run_date"], _dirs(trained))
 
     @task(outlets=[RECOMMENDATIONS, SIMILAR_ITEMS])
-    def publish(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, recs: dict) -> dict:
-        from recsys.pipeline import publish as run
+    def publish(resolved: dict, trained: dict, recs: dict) -> dict:
+        from recsys.stages.publish import publish as run
 
-        metrics = {
-            **cf["metrics"],
-            **autorec["metrics"],
-            **ranker["metrics"],
-            **tower["metrics"],
-            "cold_start_users_served": float(recs.get("cold_start_users", 0)),
-        }
+        metrics = {key: v for out in trained.values() for key, v in out["metrics"].items()}
+        metrics["cold_start_users_served"] = float(recs.get("cold_start_users", 0))
         out = run(
             _settings(resolved),
             resolved["run_date"],
@@ -247,16 +275,10 @@ def recsys_nightly() -> None:
         return {**out, "model_version": recs["model_version"]}
 
     @task
-    def report(resolved: dict, cf: dict, autorec: dict, ranker: dict, tower: dict, published: dict) -> str:
-        from recsys.pipeline import write_report
+    def report(resolved: dict, trained: dict, published: dict) -> str:
+        from recsys.stages.report import write_report
 
-        return write_report(
-            _settings(resolved),
-            resolved["run_date"],
-            resolved["run_id"],
-            [cf["model_dir"], autorec["model_dir"], ranker["model_dir"], tower["model_dir"]],
-            published,
-        )
+        return write_report(_settings(resolved), resolved["run_date"], resolved["run_id"], _dirs(trained), published)
 
     resolved = resolve()
     ingest = _spark_job("ingest", spark_args.override(task_id="ingest_args")(resolved, "ingest"))
@@ -266,14 +288,11 @@ def recsys_nightly() -> None:
     gate = validate(resolved)
     ingest >> build >> gate
     tuned = tune(resolved, gate)
-    cf = train_cf(resolved, tuned)
-    autorec = train_autorec(resolved, tuned)
-    ranker = train_ranker(resolved, tuned)
-    tower = train_two_tower(resolved, tuned)
-    similar = similar_items(resolved, cf, tower)
-    recs = recommend(resolved, cf, autorec, ranker, tower, similar)
-    published = publish(resolved, cf, autorec, ranker, tower, recs)
-    report(resolved, cf, autorec, ranker, tower, published)
+    trained = {name: train.override(task_id=f"train_{name}")(resolved, tuned, name) for name in MODEL_MODULES}
+    similar = similar_items(resolved, trained)
+    recs = recommend(resolved, trained, similar)
+    published = publish(resolved, trained, recs)
+    report(resolved, trained, published)
 
 
 recsys_nightly()

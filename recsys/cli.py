@@ -48,8 +48,12 @@ def run(
     items: Annotated[int | None, typer.Option(help="synthetic items (default from settings)")] = None,
     ratings_per_user: Annotated[float | None, typer.Option(help="synthetic mean ratings per user")] = None,
     home: Annotated[Path | None, typer.Option(help="RECSYS_HOME (default ./data)")] = None,
-    ranking_model: Annotated[str, typer.Option(help="implicit | explicit: the model that ranks")] = "implicit",
-    rating_model: Annotated[str, typer.Option(help="autorec | mf: the model that predicts ratings")] = "autorec",
+    ranking_model: Annotated[
+        str, typer.Option(help="ranker | autorec | cf: the model that ranks (older: implicit, explicit)")
+    ] = "ranker",
+    rating_model: Annotated[
+        str, typer.Option(help="autorec | cf: the model that predicts ratings (older: mf)")
+    ] = "autorec",
     tune: Annotated[bool, typer.Option("--tune", help="search the models' parameters first (DAG task `tune`)")] = False,
     tune_trials: Annotated[int, typer.Option(help="trials per model with --tune")] = 20,
     verbose: Annotated[bool, typer.Option("--verbose", help="stream Airflow's whole output")] = False,
@@ -141,7 +145,9 @@ def show(
 def tune_cmd(
     run_date: Annotated[str, typer.Option(help="YYYY-MM-DD of the tables to tune on (built by a run)")],
     dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
-    model: Annotated[str, typer.Option(help="explicit | implicit | autorec | all (every model a run trains)")] = "all",
+    model: Annotated[
+        str, typer.Option(help="cf | ranker | autorec | all (every model a run trains); older: explicit, implicit")
+    ] = "all",
     trials: Annotated[int, typer.Option(help="random-search trials per model")] = 20,
     seed: Annotated[int | None, typer.Option(help="seed (default from settings)")] = None,
     home: Annotated[Path | None, typer.Option(help="RECSYS_HOME")] = None,
@@ -152,10 +158,15 @@ def tune_cmd(
     The result (`models/<dataset>/tuned/<model>.json`, every trial and the best
     parameters) is used by the next runs' training (setting `use_tuned`).
     """
-    from recsys.pipeline import tune
+    from recsys.models.registry import canonical_name
+    from recsys.models.tuning import SEARCH_SPACES
+    from recsys.stages.tune import tune
 
-    if model not in ("explicit", "implicit", "autorec", "all"):
-        raise typer.BadParameter("model must be explicit, implicit, autorec or all")
+    try:
+        if model != "all" and canonical_name(model) not in SEARCH_SPACES:
+            raise KeyError(model)
+    except KeyError:
+        raise typer.BadParameter(f"model must be {', '.join(SEARCH_SPACES)} or all (or an older name)") from None
     settings = _settings(home=home, dataset=dataset, seed=seed)
     models = None if model == "all" else (model,)
     out = tune(settings, run_date, trials=trials, models=models, progress=progress)

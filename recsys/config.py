@@ -7,18 +7,13 @@ only entry points (CLI, jobs, DAG tasks) build a :class:`Settings`.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from recsys.models.autorec import AutoRecParams
-from recsys.models.blend import EASE_WEIGHT
-from recsys.models.cf import CFParams
-from recsys.models.ease import EASEParams
-from recsys.models.implicit_cf import ImplicitCFParams
-from recsys.models.two_tower import TwoTowerParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MOVIELENS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "movielens" / "ml-100k"
@@ -38,107 +33,80 @@ class SyntheticConfig(BaseSettings):
     min_ratings_per_user: int = Field(15, ge=1)
 
 
-class CFConfig(BaseSettings):
-    """Explicit collaborative filtering hyper-parameters (defaults: :class:`recsys.models.cf.CFParams`)."""
-
-    model_config = SettingsConfigDict(env_prefix="RECSYS_CF_", frozen=True)
-
-    n_factors: int = Field(CFParams.n_factors, ge=1)
-    l2: float = Field(CFParams.l2, ge=0, description="lambda on the vectors (sum form)")
-    l2_bias: float = Field(CFParams.l2_bias, ge=0, description="lambda on the biases")
-    reg_weighting: float = Field(CFParams.reg_weighting, ge=0, le=2, description="regulariser weight n^a")
-    item_bias: bool = CFParams.item_bias
-    learning_rate: float = Field(CFParams.learning_rate, gt=0)
-    epochs: int = Field(CFParams.epochs, ge=1)
-    batch_size: int = Field(CFParams.batch_size, ge=1)
+RUN_LEVEL_FIELDS: tuple[str, ...] = ("seed", "rating_min", "rating_max")
+"""Params fields the run sets itself (its seed, the data's rating scale): never settings."""
 
 
-class AutoRecConfig(BaseSettings):
-    """The rating model: item-based AutoRec (defaults: :class:`recsys.models.autorec.AutoRecParams`)."""
+def _flat_fields(params: type, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(setting name, annotated type, default)`` of a params dataclass's fields, members flattened.
 
-    model_config = SettingsConfigDict(env_prefix="RECSYS_AUTOREC_", frozen=True)
-
-    hidden: int = Field(AutoRecParams.hidden, ge=1)
-    l2: float = Field(AutoRecParams.l2, ge=0)
-    learning_rate: float = Field(AutoRecParams.learning_rate, gt=0)
-    epochs: int = Field(AutoRecParams.epochs, ge=1)
-    max_block_cells: int = Field(AutoRecParams.max_block_cells, ge=1)
-
-
-class TwoTowerConfig(BaseSettings):
-    """The content-based two-tower model (defaults: :class:`recsys.models.two_tower.TwoTowerParams`)."""
-
-    model_config = SettingsConfigDict(env_prefix="RECSYS_TWO_TOWER_", frozen=True)
-
-    layers: tuple[int, ...] = Field(TwoTowerParams.layers, min_length=1, description="units per tower layer")
-    loss: Literal["softmax", "mse", "logistic"] = Field(
-        "softmax", description="softmax: retrieval from positives (what cold-start ranking needs); mse: ratings"
-    )
-    learning_rate: float = Field(TwoTowerParams.learning_rate, gt=0)
-    batch_size: int = Field(TwoTowerParams.batch_size, ge=1)
-    epochs: int = Field(20, ge=1, description="most epochs; training stops early on the validation loss")
-    patience: int = Field(TwoTowerParams.patience, ge=0)
-    negatives: int = Field(TwoTowerParams.negatives, ge=1)
-    cold_dropout: float = Field(0.3, ge=0, le=1, description="share of pairs trained as if the user were new")
-    item_cold_dropout: float = Field(0.1, ge=0, le=1, description="share of items trained as if unrated")
-    item_bias: bool = Field(TwoTowerParams.item_bias, description="learnt item bias in the softmax logits")
-    popularity_prior: bool = Field(
-        TwoTowerParams.popularity_prior,
-        description="rated items' bias fixed at log(1 + count); towers learn taste on top",
-    )
-    demographic_dropout: float = Field(
-        0.8, ge=0, le=1, description="share of demographic inputs blanked in cold-dropout rows"
-    )
-    calibrate_cold: bool = Field(
-        TwoTowerParams.calibrate_cold, description="choose new users' temperature on the validation split (NDCG@10)"
-    )
-    validation_fraction: float = Field(0.1, gt=0, lt=1, description="training ratings held out for early stopping")
-    cold_validation_fraction: float = Field(
-        0.1,
-        ge=0,
-        lt=1,
-        description="users held out of training entirely, scored as new users: the cold part of "
-        "early stopping and the cold temperature (0: the validation ratings' users with their history blanked)",
-    )
-
-
-class RankerConfig(BaseSettings):
-    """The ranking model: implicit CF blended with EASE.
-
-    Defaults: :class:`recsys.models.implicit_cf.ImplicitCFParams` and :class:`recsys.models.ease.EASEParams`.
+    A member that is itself a params dataclass (the ranker's ``cf``, ``ease``) contributes its
+    fields under the prefix in its field's ``metadata["settings_prefix"]`` (default ``<field>_``).
     """
-
-    model_config = SettingsConfigDict(env_prefix="RECSYS_RANKER_", frozen=True)
-
-    n_factors: int = Field(ImplicitCFParams.n_factors, ge=1)
-    l2: float = Field(ImplicitCFParams.l2, ge=0)
-    l2_bias: float = Field(ImplicitCFParams.l2_bias, ge=0)
-    learning_rate: float = Field(ImplicitCFParams.learning_rate, gt=0)
-    epochs: int = Field(ImplicitCFParams.epochs, ge=1)
-    loss: Literal["softmax", "logistic"] = ImplicitCFParams.loss
-    negatives: Literal["all", "uniform", "popularity"] = ImplicitCFParams.negatives
-    neg_ratio: int = Field(ImplicitCFParams.neg_ratio, ge=1)
-    pos_weight: float = Field(ImplicitCFParams.pos_weight, gt=0)
-    ease_weight: float = Field(
-        EASE_WEIGHT, ge=0, le=1, description="weight of EASE blended with the factorisation (0: none)"
-    )
-    session_seconds: float = Field(
-        ImplicitCFParams.session_seconds, ge=0, description="sessions of this length train as pseudo-users (0: none)"
-    )
-    ease_l2: float = Field(EASEParams.l2, gt=0, description="EASE's lambda (relative to the mean item count)")
-    ease_item_weight_power: float = Field(
-        EASEParams.item_weight_power, ge=0, description="EASE's item weights n_i^-a (0: none)"
-    )
-    ease_session_seconds: float = Field(
-        EASEParams.session_seconds, ge=0, description="sessions of this length are rows of EASE's Gram matrix (0: none)"
-    )
-    ease_rating_weight: float = Field(
-        EASEParams.rating_weight, ge=0, description="EASE inputs 1 + c (r - mid) / half (0: 0/1 inputs)"
-    )
+    hints = typing.get_type_hints(params, include_extras=True)
+    out: list[tuple[str, Any, Any]] = []
+    for f in dataclasses.fields(params):
+        kind = hints[f.name]
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            out += _flat_fields(kind, prefix + f.metadata.get("settings_prefix", f"{f.name}_"))
+        elif f.name not in RUN_LEVEL_FIELDS:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append((prefix + f.name, kind, default))
+    return out
 
 
-class Settings(BaseSettings):
-    """Pipeline settings.
+def params_settings(params: type, section: str) -> type[BaseSettings]:
+    """The settings section of a model: one field per params field, its default and bounds from ``params``.
+
+    The params dataclass is the only source of the defaults; every field can be set with
+    ``RECSYS_<SECTION>_<FIELD>`` or, in a DAG run, the param ``<section>_<field>``.
+
+    Args:
+        params: The model's params dataclass (fields annotated with :mod:`recsys.models.bounds`).
+        section: The model's registry name.
+    """
+    fields = {name: (kind, default) for name, kind, default in _flat_fields(params)}
+    name = f"{params.__name__.removesuffix('Params')}Settings"
+    config = SettingsConfigDict(env_prefix=f"RECSYS_{section.upper()}_", frozen=True)
+    base = type(f"_{name}", (BaseSettings,), {"model_config": config, "__module__": __name__})
+    doc = f"Settings of model ``{section}`` (defaults: :class:`{params.__module__}.{params.__name__}`)."
+    return create_model(name, __base__=base, __doc__=doc, __module__=__name__, **fields)  # type: ignore[call-overload]
+
+
+def params_from_settings(params: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """An instance of ``params`` from a flat settings dict (the inverse of :func:`params_settings`'s flattening).
+
+    Keys that are not (flattened) fields are ignored; run-level fields take ``values``' entries
+    when given (e.g. ``seed``) and their defaults otherwise.
+    """
+    hints = typing.get_type_hints(params, include_extras=True)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(params):
+        kind = hints[f.name]
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            sub = prefix + f.metadata.get("settings_prefix", f"{f.name}_")
+            member = params_from_settings(kind, {k: v for k, v in values.items() if k.startswith(sub)}, sub)
+            if "seed" in values and "seed" in {g.name for g in dataclasses.fields(kind)}:
+                member = dataclasses.replace(member, seed=values["seed"])
+            kwargs[f.name] = member
+        elif prefix + f.name in values:
+            value = values[prefix + f.name]
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    return params(**kwargs)
+
+
+def _model_sections() -> dict[str, type[BaseSettings]]:
+    from recsys.models.registry import specs
+
+    return {model.name: params_settings(model.params, model.name) for model in specs()}
+
+
+MODEL_SETTINGS: dict[str, type[BaseSettings]] = _model_sections()
+"""The settings section of every registered model, by its name (``settings.<name>``)."""
+
+
+class _RunSettings(BaseSettings):
+    """Pipeline settings (:data:`Settings` adds one section per registered model).
 
     Attributes:
         home: Root of everything the pipeline writes (lake, models, store, Airflow).
@@ -166,22 +134,19 @@ class Settings(BaseSettings):
         n_neighbors: Similar items kept per item.
         n_recent: Recent items per user that seed neighbour candidates.
         n_popular: Popular items added to every user's candidates.
-        cf: The explicit CF model's hyper-parameters.
-        autorec: The AutoRec rating model's hyper-parameters.
-        ranker: The implicit CF (ranking) model's hyper-parameters.
-        ranking_model: Which model ranks the candidates: ``implicit`` (learns which items a
-            user chooses; measured far better at ranking) or ``explicit`` (predicted rating
-            of the rating model).
-        rating_model: Which model predicts ratings: ``autorec`` (item-based AutoRec, the
-            lowest RMSE measured) or ``mf`` (the course's factorisation, always trained:
-            its item vectors give the similar items).
-        two_tower: The content-based two-tower model's hyper-parameters.
+        ranking_model: The registered model that ranks warm users' candidates: ``ranker`` (the
+            implicit factorisation blended with EASE: learns which items a user chooses; measured
+            far better at ranking), ``autorec`` or ``cf`` (by predicted rating). The older values
+            ``implicit`` (= ``ranker``) and ``explicit`` (= the rating model) still work.
+        rating_model: The registered model that predicts ratings: ``autorec`` (item-based
+            AutoRec, the lowest RMSE measured) or ``cf`` (the course's factorisation, always
+            trained: its item vectors give the similar items). ``mf`` (= ``cf``) still works.
         cold_start_model: ``two_tower`` trains the two-tower model every run and serves
             cold-start users with it (and publishes its similar items); ``none`` skips it.
         cold_start_max_ratings: Users with at most this many training ratings (0 included)
             are cold-start users: the two-tower model ranks their candidates.
         cold_start_popularity_weight: Weight of popularity blended with the two-tower score
-            for cold-start users with a few ratings (:func:`recsys.pipeline.cold_start_model`;
+            for cold-start users with a few ratings (:func:`recsys.models.cold_start.cold_start_model`;
             0: the two-tower model alone).
         cold_start_segment_weight: Weight of segment popularity (popularity among the users
             who share their demographics, :class:`recsys.models.baselines.DemographicPopularity`)
@@ -216,12 +181,8 @@ class Settings(BaseSettings):
     n_recent: int = Field(10, ge=1)
     n_popular: int = Field(50, ge=0)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
-    cf: CFConfig = Field(default_factory=CFConfig)
-    autorec: AutoRecConfig = Field(default_factory=AutoRecConfig)
-    ranker: RankerConfig = Field(default_factory=RankerConfig)
-    ranking_model: Literal["implicit", "explicit"] = "implicit"
-    rating_model: Literal["autorec", "mf"] = "autorec"
-    two_tower: TwoTowerConfig = Field(default_factory=TwoTowerConfig)
+    ranking_model: str = "ranker"
+    rating_model: str = "autorec"
     cold_start_model: Literal["two_tower", "none"] = "two_tower"
     cold_start_max_ratings: int = Field(5, ge=0)
     cold_start_popularity_weight: float = Field(0.3, ge=0, lt=1)
@@ -235,6 +196,40 @@ class Settings(BaseSettings):
         return value
 
     use_tuned: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_model_names(cls, values: Any) -> Any:
+        """The older values of one release: ``rating_model=mf``, ``ranking_model=implicit|explicit``."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        if values.get("rating_model") == "mf":
+            values["rating_model"] = "cf"
+        if values.get("ranking_model") == "implicit":
+            values["ranking_model"] = "ranker"
+        elif values.get("ranking_model") == "explicit":
+            values["ranking_model"] = values.get("rating_model", "autorec")
+        return values
+
+    @field_validator("ranking_model")
+    @classmethod
+    def _ranking_model_registered(cls, value: str) -> str:
+        from recsys.models.registry import MODEL_MODULES
+
+        if value not in MODEL_MODULES:
+            raise ValueError(f"ranking_model must be a registered model ({', '.join(MODEL_MODULES)}), got {value!r}")
+        return value
+
+    @field_validator("rating_model")
+    @classmethod
+    def _rating_model_registered(cls, value: str) -> str:
+        from recsys.models.registry import specs
+
+        rating = [model.name for model in specs() if model.role == "rating"]
+        if value not in rating:
+            raise ValueError(f"rating_model must be a registered rating model ({', '.join(rating)}), got {value!r}")
+        return value
 
     @property
     def source_dir(self) -> Path | None:
@@ -279,6 +274,17 @@ class Settings(BaseSettings):
     def resolved_store_url(self) -> str:
         """The store URL, defaulting to the embedded SQLite file under ``home``."""
         return self.store_url or f"sqlite:///{(self.home / 'store' / 'recsys.db').resolve()}"
+
+
+Settings = create_model(  # type: ignore[call-overload]
+    "Settings",
+    __base__=_RunSettings,
+    __doc__=_RunSettings.__doc__.replace("(:data:`Settings` adds one section per registered model)", "")
+    + "\n    Besides these, one section per registered model (:data:`MODEL_SETTINGS`): ``settings.cf``,\n"
+    "    ``settings.autorec``, ``settings.ranker``, ``settings.two_tower``, ...\n",
+    **{name: (section, Field(default_factory=section)) for name, section in MODEL_SETTINGS.items()},
+)
+"""Pipeline settings: the run's (:class:`_RunSettings`) and one section per registered model."""
 
 
 def run_id_for(dataset: str, run_date: str) -> str:

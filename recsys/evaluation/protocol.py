@@ -40,6 +40,20 @@ logger = logging.getLogger(__name__)
 ML100K_FOLDS = (1, 2, 3, 4, 5)
 
 
+RANKING_METRICS: tuple[str, ...] = (
+    "ndcg",
+    "precision",
+    "recall",
+    "map",
+    "hit_rate",
+    "coverage",
+    "novelty",
+    "diversity",
+    "popularity_bias",
+)
+"""The ranking metrics of the protocol, at K (the nightly run records each as ``<model>_<metric>``)."""
+
+
 @dataclass(frozen=True)
 class Split:
     """A train/test split of explicit ratings over dense indices.

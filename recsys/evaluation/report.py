@@ -15,13 +15,10 @@ complete new one, never a truncated file.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
 import numbers
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from recsys.evaluation.svg import bar_chart, line_chart
+from recsys.files import write_atomic
 
 __all__ = ["MAX_SAMPLE_ROWS", "write_run_report"]
 
@@ -397,37 +395,6 @@ def _render(
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` atomically (temporary file + :func:`os.replace`).
-
-    The temporary file lives in the same directory as ``path`` so the final
-    rename stays on one file system. It is removed if anything fails.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a report is meant to be read.
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    try:  # Persist the rename itself; best effort (not supported everywhere).
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def write_run_report(
     path: Path,
     *,
@@ -480,6 +447,6 @@ def write_run_report(
         bar_charts=bar_charts,
         samples=samples,
     )
-    _atomic_write_text(path, html_text)
+    write_atomic(path, html_text)
     logger.info("Wrote run report %s (%d bytes)", path, len(html_text.encode("utf-8")))
     return path

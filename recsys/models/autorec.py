@@ -48,6 +48,7 @@ import numpy as np
 
 from recsys.models.artifacts import FromDict, read_params, write_params
 from recsys.models.baselines import item_means
+from recsys.models.bounds import Count, NonNegative, NonNegativeInt, Positive
 from recsys.models.cf import BestEpoch, progress_bar, rmse
 from recsys.models.registry import ModelSpec, rating_fit
 
@@ -76,14 +77,14 @@ class AutoRecParams(FromDict):
         seed: Seed of initialisation and block order.
     """
 
-    hidden: int = 300
-    l2: float = 60.0
-    learning_rate: float = 0.005
-    epochs: int = 60
-    patience: int = 0
-    eval_every: int = 10
-    init_std: float = 0.03
-    max_block_cells: int = 8_000_000
+    hidden: Count = 300
+    l2: NonNegative = 60.0
+    learning_rate: Positive = 0.005
+    epochs: Count = 60
+    patience: NonNegativeInt = 0
+    eval_every: Count = 10
+    init_std: Positive = 0.03
+    max_block_cells: Count = 8_000_000
     rating_min: float = 1.0
     rating_max: float = 5.0
     seed: int = 42
@@ -311,5 +312,6 @@ SPEC = ModelSpec(
     fit=rating_fit(fit_autorec),
     loaders={"AutoRecParams": AutoRecModel.load},
     role="rating",
+    chosen_by="rating_model",
 )
 """Item-based AutoRec: the rating model."""

@@ -35,12 +35,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+from annotated_types import Ge, Le
 
 from recsys.models.artifacts import FromDict, read_params, write_params
 from recsys.models.baselines import item_means
+from recsys.models.bounds import Count, NonNegative, NonNegativeInt, Positive
 from recsys.models.registry import ModelSpec, loader_for_kind, rating_fit
 
 logger = logging.getLogger(__name__)
@@ -72,16 +74,16 @@ class CFParams(FromDict):
         seed: Seed of initialisation and shuffling.
     """
 
-    n_factors: int = 128
-    l2: float = 0.432
-    l2_bias: float = 0.133
-    reg_weighting: float = 0.75
+    n_factors: Count = 128
+    l2: NonNegative = 0.432
+    l2_bias: NonNegative = 0.133
+    reg_weighting: Annotated[float, Ge(0), Le(2)] = 0.75
     item_bias: bool = True
-    learning_rate: float = 0.00335
-    epochs: int = 44
-    batch_size: int = 4096
-    patience: int = 0
-    init_std: float = 0.01
+    learning_rate: Positive = 0.00335
+    epochs: Count = 44
+    batch_size: Count = 4096
+    patience: NonNegativeInt = 0
+    init_std: Positive = 0.01
     loss: Loss = "mse"
     rating_min: float = 1.0
     rating_max: float = 5.0
@@ -402,5 +404,6 @@ SPEC = ModelSpec(
     loaders={"CFParams": CFModel.load},
     aliases=("explicit", "mf"),
     role="rating",
+    baselines=("item_mean", "global_mean"),
 )
 """The course's factorisation with mean normalisation (its item vectors give the similar items)."""

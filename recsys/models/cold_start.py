@@ -33,7 +33,7 @@ def cold_start_model(
     segment: Any = None,
     segment_weight: float = 0.0,
 ) -> Any:
-    """The model that ranks cold-start users' candidates (the serving rule of :func:`recsys.pipeline.recommend`).
+    """The model that ranks cold-start users' candidates (serving rule: :func:`recsys.stages.recommend.recommend`).
 
     Users without training ratings: the two-tower model (its logits already hold popularity,
     ``log(1 + count)``, and its cold temperature was chosen for such users), blended with

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.models.artifacts import FromDict, read_params, write_params
+from recsys.models.bounds import Count, NonNegative, Positive
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +59,12 @@ class EASEParams(FromDict):
         max_items: Largest catalogue it will fit (the model is ``n_items x n_items``).
     """
 
-    l2: float = 450.0
-    item_weight_power: float = 0.2
-    session_seconds: float = 900.0
-    session_weight: float = 1.0
-    rating_weight: float = 0.6
-    max_items: int = 30_000
+    l2: Positive = 450.0
+    item_weight_power: NonNegative = 0.2
+    session_seconds: NonNegative = 900.0
+    session_weight: NonNegative = 1.0
+    rating_weight: NonNegative = 0.6
+    max_items: Count = 30_000
 
 
 @dataclass

@@ -44,6 +44,7 @@ from typing import Literal
 import numpy as np
 
 from recsys.models.artifacts import FromDict
+from recsys.models.bounds import Count, NonNegative, NonNegativeInt, Positive
 from recsys.models.cf import BestEpoch, CFModel, progress_bar
 
 logger = logging.getLogger(__name__)
@@ -79,22 +80,22 @@ class ImplicitCFParams(FromDict):
             results).
     """
 
-    n_factors: int = 256
-    l2: float = 13.0
-    l2_bias: float = 0.1
-    learning_rate: float = 0.00968
-    epochs: int = 80
+    n_factors: Count = 256
+    l2: NonNegative = 13.0
+    l2_bias: NonNegative = 0.1
+    learning_rate: Positive = 0.00968
+    epochs: Count = 80
     loss: Literal["softmax", "logistic"] = "softmax"
     negatives: Literal["all", "uniform", "popularity"] = "all"
-    neg_ratio: int = 4
-    pos_weight: float = 20.0
-    max_block_cells: int = 16_000_000
-    batch_size: int = 8192
-    patience: int = 0
-    eval_every: int = 10
-    init_std: float = 0.01
+    neg_ratio: Count = 4
+    pos_weight: Positive = 20.0
+    max_block_cells: Count = 16_000_000
+    batch_size: Count = 8192
+    patience: NonNegativeInt = 0
+    eval_every: Count = 10
+    init_std: Positive = 0.01
     seed: int = 42
-    session_seconds: float = 3600.0
+    session_seconds: NonNegative = 3600.0
     matmul_precision: Literal["auto", "float32", "bfloat16"] = "auto"
 
 

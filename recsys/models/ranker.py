@@ -5,7 +5,7 @@ are any (sessions: :mod:`recsys.models.sessions`); EASE also from the ratings'
 values. Their scores are blended (:func:`recsys.models.blend.blend`) with
 ``ease_weight``. Catalogues larger than EASE's ``max_items`` rank with the
 factorisation alone (a warning says so). One function, so that the nightly run
-(:func:`recsys.pipeline.train_ranker`) and the benchmark (``bench/quality.py``)
+(:func:`recsys.stages.train.train`) and the benchmark (``bench/quality.py``)
 fit exactly the same model.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from recsys.models.blend import EASE_WEIGHT, BlendModel
+from recsys.models.bounds import Share
 from recsys.models.cf import CFModel
 from recsys.models.ease import EASEModel, EASEParams, fit_ease
 from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
@@ -91,9 +92,10 @@ class RankerParams:
         ease_weight: EASE's weight in the blend (0: the factorisation alone).
     """
 
-    cf: ImplicitCFParams = field(default_factory=ImplicitCFParams)
-    ease: EASEParams = field(default_factory=EASEParams)
-    ease_weight: float = EASE_WEIGHT
+    # settings: the factorisation's fields as they are (``ranker.epochs``), EASE's as ``ranker.ease_<field>``
+    cf: ImplicitCFParams = field(default_factory=ImplicitCFParams, metadata={"settings_prefix": ""})
+    ease: EASEParams = field(default_factory=EASEParams, metadata={"settings_prefix": "ease_"})
+    ease_weight: Share = EASE_WEIGHT
 
 
 def _fit_inputs(inputs: TrainingInputs, params: RankerParams, progress: bool = False) -> Any:
@@ -116,6 +118,17 @@ def _fit_inputs(inputs: TrainingInputs, params: RankerParams, progress: bool = F
     return model
 
 
+def _diagnostics(model: Any, inputs: TrainingInputs, evaluate: Any, fit_seconds: float) -> dict[str, float]:
+    """Distinct training positives, and the factorisation's own NDCG when the served model is the blend."""
+    pu, pi, _, _ = inputs.training_positives()
+    out = {"n_positives": float(np.unique(np.asarray(pu, np.int64) * inputs.n_items + pi).size)}
+    if isinstance(model, BlendModel) and inputs.validation is not None:
+        ndcg = evaluate(model.models[0], "cf").get("cf_ndcg")
+        if ndcg is not None:
+            out["ranker_cf_ndcg"] = ndcg
+    return out
+
+
 def _load_factorisation(path: Path) -> CFModel:
     return CFModel.load(path, params_type=ImplicitCFParams)
 
@@ -128,5 +141,7 @@ SPEC = ModelSpec(
     loaders={"BlendParams": BlendModel.load, "ImplicitCFParams": _load_factorisation, "EASEParams": EASEModel.load},
     aliases=("implicit",),
     role="ranking",
+    baselines=("popularity",),
+    diagnostics=_diagnostics,
 )
 """The ranking model: the implicit factorisation, alone or blended with EASE."""

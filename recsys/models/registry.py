@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,14 @@ class TrainingInputs:
             positives, each ``[n_pos]`` (rating NaN for events); None: the ratings themselves.
         towers: Builds ``(preprocessor, user_x [n_users, d_u], item_x [n_items, d_i])`` of the
             two-tower model; None when there are no feature tables.
+        chunks: The training ratings as a stream of ``(user_idx, item_idx, rating)`` chunks that
+            can be read again (e.g. from the ``ratings`` partition's Parquet files: nothing held in
+            memory); None: the arrays above, chunk by chunk.
+        holdout: ``(validation, cold_validation)`` pairs held out by the caller (a benchmark's own
+            protocol), each ``(user_idx, item_idx, rating)`` or None; the arrays above are then the
+            pairs to fit on, and a recipe that carves its own hold-outs does not.
+        segments: Fits segment popularity on training pairs ``(user_idx [n], item_idx [n])``; when
+            given, the cold-start model chooses its blend with it on its validation users.
         seed: The run's seed.
     """
 
@@ -67,6 +75,9 @@ class TrainingInputs:
     validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     positives: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] | None = None
     towers: Callable[[], tuple[Any, np.ndarray, np.ndarray]] | None = None
+    chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]] | None = None
+    holdout: tuple[Any, Any] | None = None
+    segments: Callable[[np.ndarray, np.ndarray], Any] | None = None
     seed: int = 42
 
     def training_positives(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -89,6 +100,15 @@ class ModelSpec:
             (a blend saves its members in sub-folders of their own kinds).
         aliases: Older names that still resolve to this model (one release).
         role: ``rating`` (predicts ratings), ``ranking`` (ranks candidates) or ``cold_start``.
+        own_validation: The recipe carves its own validation split from the training data (and may
+            stop early on it); the others may be shown the test split each epoch, for their curves
+            only, and never stop early.
+        baselines: Baselines of :mod:`recsys.models.baselines` evaluated next to the model, by their
+            metric prefix (``item_mean``, ``global_mean``: RMSE; ``popularity``: ranking metrics).
+        chosen_by: The run setting (``rating_model``, ``cold_start_model``) that must name this model
+            for a run to train it; None: every run trains it (and evaluates it next to the others).
+        diagnostics: ``diagnostics(model, inputs, evaluate, fit_seconds)`` -> more metrics of the fitted
+            model (``evaluate(other, prefix)`` scores another model by the run's protocol).
     """
 
     name: str
@@ -98,6 +118,10 @@ class ModelSpec:
     loaders: Mapping[str, Callable[[Path], TrainedModel]]
     aliases: tuple[str, ...] = ()
     role: str = "rating"
+    own_validation: bool = False
+    baselines: tuple[str, ...] = ()
+    chosen_by: str | None = None
+    diagnostics: Callable[..., dict[str, float]] | None = None
 
 
 def rating_fit(fit: Callable[..., TrainedModel]) -> Callable[[TrainingInputs, Any, bool], TrainedModel]:

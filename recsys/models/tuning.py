@@ -5,9 +5,9 @@ given (:func:`recsys.evaluation.protocol.holdout`; the test fold is never
 seen), trains each trial on the rest with early stopping and scores it on the
 held-out part:
 
-* ``explicit`` (:func:`recsys.models.cf.fit_cf`, ``mse``): validation RMSE of
+* ``cf`` (:func:`recsys.models.cf.fit_cf`, ``mse``): validation RMSE of
   the best epoch, lower is better; the labels are the ratings.
-* ``implicit`` (:func:`recsys.models.implicit_cf.fit_implicit_cf`): validation
+* ``ranker`` (its factorisation, :func:`recsys.models.implicit_cf.fit_implicit_cf`): validation
   NDCG@10 of the best check, higher is better; every training rating is a
   positive (rating values are ignored).
 * ``autorec`` (:func:`recsys.models.autorec.fit_autorec`): validation RMSE after
@@ -47,12 +47,12 @@ from recsys.models.implicit_cf import ImplicitCFParams, fit_implicit_cf
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["explicit", "implicit", "autorec"]
-RATING_MODELS = ("explicit", "autorec")
+ModelKind = Literal["cf", "ranker", "autorec"]
+RATING_MODELS = ("cf", "autorec")
 """Models scored by validation RMSE of ratings (lower is better); the others by NDCG@10."""
 
 TRIAL_PATIENCE = 3
-"""Early-stopping patience of a trial: epochs (explicit) or validation checks (implicit)."""
+"""Early-stopping patience of a trial: epochs (cf) or validation checks (ranker)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ SEARCH_SPACES: dict[str, dict[str, Any]] = {
     # and small; with a = 0 it is charged once, so l2 is about (mean count)^a x larger.
     # On MovieLens 100K (u1.base validation) the best region was a = 0.5..1 with a small
     # init_std and learning rate (val RMSE 0.909..0.911 there, a flat surface).
-    "explicit": {
+    "cf": {
         "n_factors": Choice((16, 32, 64, 128)),
         "regulariser": Branch(
             {
@@ -117,7 +117,7 @@ SEARCH_SPACES: dict[str, dict[str, Any]] = {
     # so its scale depends on the loss. The sampled logistic variants converge in tens of
     # epochs, so they check validation every 2 epochs and stop by 60; the softmax takes hundreds.
     # (On MovieLens 100K the softmax won clearly: val NDCG@10 ~0.24 against <= 0.19 sampled.)
-    "implicit": {
+    "ranker": {
         "variant": Branch(
             {
                 "softmax": {"loss": "softmax", "l2": LogUniform(3.0, 40.0), "eval_every": 10},
@@ -165,11 +165,11 @@ class TuningResult:
     """Outcome of :func:`random_search`.
 
     Attributes:
-        model: ``explicit``, ``implicit`` or ``autorec``.
+        model: ``cf``, ``ranker`` or ``autorec`` (older names ``explicit``, ``implicit`` too).
         best_params: The winner as a full params dict (``asdict`` of :class:`CFParams` /
             :class:`ImplicitCFParams` / :class:`AutoRecParams`), ``epochs`` = its best epoch and ``patience = 0``.
         best_score: Its validation score.
-        metric: ``val_rmse`` (explicit, autorec; lower is better) or ``val_ndcg`` (NDCG@10, higher is better).
+        metric: ``val_rmse`` (cf, autorec; lower is better) or ``val_ndcg`` (NDCG@10, higher is better).
         trials: One dict per trial, in order: ``params`` (the values drawn; empty for trial 0,
             the base), ``score``, ``best_epoch`` and ``seconds``.
     """
@@ -207,10 +207,15 @@ class TuningResult:
 
 
 def _params_class(model: str) -> type[CFParams] | type[ImplicitCFParams] | type[AutoRecParams]:
-    classes = {"explicit": CFParams, "implicit": ImplicitCFParams, "autorec": AutoRecParams}
+    classes = {"cf": CFParams, "ranker": ImplicitCFParams, "autorec": AutoRecParams}
     if model not in classes:
-        raise ValueError(f"model must be 'explicit', 'implicit' or 'autorec', got {model!r}")
+        raise ValueError(f"model must be 'cf', 'ranker' or 'autorec', got {model!r}")
     return classes[model]
+
+
+def tuned_member(model: str, params: Any) -> Any:
+    """The part of registered ``model``'s params that its search covers: the ranker's factorisation, else all."""
+    return params.cf if model == "ranker" else params
 
 
 def _python(value: Any) -> Any:
@@ -287,11 +292,11 @@ def random_search(
     """Seeded random search of ``model``'s hyper-parameters on a validation split of the given data.
 
     Args:
-        model: ``explicit`` (``fit_cf``, mse on ratings), ``implicit`` (``fit_implicit_cf``) or
+        model: ``cf`` (``fit_cf``, mse on ratings), ``ranker`` (its factorisation, ``fit_implicit_cf``) or
             ``autorec`` (``fit_autorec``, ratings).
         user_idx: ``[n]`` user indices of the training ratings (grain: one rating).
         item_idx: ``[n]`` item indices.
-        rating: ``[n]`` ratings (the labels of ``explicit``; ignored, may be None, for ``implicit``).
+        rating: ``[n]`` ratings (the labels of ``cf``; ignored, may be None, for ``ranker``).
         n_users: Users of the index space.
         n_items: Items of the index space.
         n_trials: Trials including trial 0 (the base params).
@@ -302,13 +307,16 @@ def random_search(
         space: Search space (default :data:`SEARCH_SPACES` ``[model]``).
         max_epochs: Epoch cap of every trial (default: the base ``epochs``). A space may draw ``epochs``
             itself (a variant's own cap, e.g. the sampled losses converge in tens of epochs), never
-            above ``max_epochs``. Trials stop early after ``TRIAL_PATIENCE`` epochs (explicit) or
-            validation checks (implicit) without improvement, or the base ``patience`` when positive.
+            above ``max_epochs``. Trials stop early after ``TRIAL_PATIENCE`` epochs (cf) or
+            validation checks (ranker) without improvement, or the base ``patience`` when positive.
         progress: Show a progress bar over the trials (rich).
 
     Returns:
         The :class:`TuningResult`; ties go to the earlier trial (so the base wins ties).
     """
+    from recsys.models.registry import ALIASES
+
+    model = ALIASES.get(model, model)  # type: ignore[assignment]
     cls = _params_class(model)
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
@@ -317,8 +325,8 @@ def random_search(
     _check_keys(set(base), model, "base")
     _check_keys(_space_fields(space), model, "space")
     base_params = cls.from_dict(base)
-    if model == "explicit" and base_params.loss != "mse":
-        raise ValueError(f"explicit tuning scores RMSE of ratings: loss must be 'mse', got {base_params.loss!r}")
+    if model == "cf" and base_params.loss != "mse":
+        raise ValueError(f"cf tuning scores RMSE of ratings: loss must be 'mse', got {base_params.loss!r}")
     patience = base_params.patience if base_params.patience > 0 else TRIAL_PATIENCE
     epochs = int(max_epochs) if max_epochs is not None else base_params.epochs
     check_every = getattr(base_params, "eval_every", 1)
@@ -360,7 +368,7 @@ def random_search(
             if model == "autorec":
                 params = replace(params, eval_every=params.epochs)
             t0 = time.monotonic()
-            if model == "explicit":
+            if model == "cf":
                 fitted = fit_cf(tu, ti, tr, n_users, n_items, params, validation=(vu, vi, vr))
             elif model == "autorec":
                 fitted = fit_autorec(tu, ti, tr, n_users, n_items, params, validation=(vu, vi, vr))

@@ -75,6 +75,7 @@ import pandas as pd
 
 from recsys.features.tower_inputs import TowerPreprocessor
 from recsys.models.artifacts import FromDict, read_params, write_params
+from recsys.models.bounds import BelowOne, Count, NonNegativeInt, OpenShare, Positive, Share
 from recsys.models.registry import ModelSpec, TrainingInputs
 
 logger = logging.getLogger(__name__)
@@ -115,24 +116,24 @@ class TwoTowerParams(FromDict):
     """
 
     layers: tuple[int, ...] = (256, 128, 32)
-    loss: Literal["mse", "logistic", "softmax"] = "mse"
-    learning_rate: float = 0.001
-    batch_size: int = 1024
-    epochs: int = 30
-    patience: int = 3
-    shuffle_window: int = 262_144
-    negatives: int = 512
-    cold_dropout: float = 0.0
+    loss: Literal["mse", "logistic", "softmax"] = "softmax"
+    learning_rate: Positive = 0.001
+    batch_size: Count = 1024
+    epochs: Count = 20
+    patience: NonNegativeInt = 3
+    shuffle_window: Count = 262_144
+    negatives: Count = 512
+    cold_dropout: Share = 0.3
     item_bias: bool = True
-    item_cold_dropout: float = 0.0
+    item_cold_dropout: Share = 0.1
     popularity_prior: bool = True
-    demographic_dropout: float = 0.0
+    demographic_dropout: Share = 0.8
     calibrate_cold: bool = True
     rating_min: float = 1.0
     rating_max: float = 5.0
     seed: int = 42
-    validation_fraction: float = 0.1
-    cold_validation_fraction: float = 0.1
+    validation_fraction: OpenShare = 0.1
+    cold_validation_fraction: BelowOne = 0.1
 
     @property
     def mid(self) -> float:
@@ -974,10 +975,14 @@ def _cold_ndcg(
 
 
 def _fit_inputs(inputs: TrainingInputs, params: TwoTowerParams, progress: bool = False) -> TwoTowerModel:
-    """:func:`fit_two_tower` on the training ratings and ``inputs.towers``' side data.
+    """:func:`fit_two_tower` on the training ratings and ``inputs.towers``' side data: the one recipe.
 
+    The pairs come from ``inputs.chunks`` (a Parquet stream in the nightly run) or the arrays.
     Holds out ``params.validation_fraction`` of the pairs and, for ``softmax``,
-    ``params.cold_validation_fraction`` of the users (:func:`validation_chunks`).
+    ``params.cold_validation_fraction`` of the users (:func:`validation_chunks`). With
+    ``inputs.segments``, the served blend's segment-popularity weight is chosen on the held-out
+    users (:func:`recsys.models.cold_start.choose_segment_weight`; ``history["segment_weight"]``).
+    ``history`` also records ``n_fit`` (pairs trained on per epoch) and ``cold_validation_users``.
 
     Raises:
         ValueError: When the inputs carry no tower features.
@@ -985,16 +990,45 @@ def _fit_inputs(inputs: TrainingInputs, params: TwoTowerParams, progress: bool =
     if inputs.towers is None:
         raise ValueError("the two-tower model needs side data: TrainingInputs.towers is None")
     pre, user_x, item_x = inputs.towers()
-    users_out = params.cold_validation_fraction if params.loss == "softmax" else 0.0
-    chunks, validation, cold = validation_chunks(
-        array_chunks(inputs.user_idx, inputs.item_idx, np.asarray(inputs.rating, np.float32)),
-        fraction=params.validation_fraction,
-        user_fraction=users_out,
-        seed=params.seed,
-    )
-    return fit_two_tower(
+    stream = inputs.chunks or array_chunks(inputs.user_idx, inputs.item_idx, np.asarray(inputs.rating, np.float32))
+    if inputs.holdout is not None:  # the caller's hold-outs
+        chunks, (validation, cold) = stream, inputs.holdout
+    else:
+        users_out = params.cold_validation_fraction if params.loss == "softmax" else 0.0
+        chunks, validation, cold = validation_chunks(
+            stream, fraction=params.validation_fraction, user_fraction=users_out, seed=params.seed
+        )
+    model = fit_two_tower(
         user_x, item_x, chunks, params, pre, validation=validation, cold_validation=cold, progress=progress
     )
+    if cold is not None and inputs.segments is not None:
+        from recsys.models.cold_start import choose_segment_weight
+
+        pairs = [(u, i) for u, i, _ in chunks()]  # the training pairs: the validation users' are not among them
+        fit_u = np.concatenate([u for u, _ in pairs]) if pairs else np.zeros(0, np.int64)
+        fit_i = np.concatenate([i for _, i in pairs]) if pairs else np.zeros(0, np.int64)
+        weight, ndcg = choose_segment_weight(model, inputs.segments(fit_u, fit_i), user_x, cold, seed=inputs.seed)
+        model.history["segment_weight"], model.history["segment_ndcg"] = [weight], ndcg
+        logger.info(
+            "cold start: segment popularity weight %.1f (validation users' NDCG@10 %s)",
+            weight,
+            [round(x, 4) for x in ndcg],
+        )
+    n_held = 0 if inputs.holdout is not None else len(validation[0]) + (len(cold[0]) if cold is not None else 0)
+    model.history["n_fit"] = [float(len(inputs.user_idx) - n_held)]
+    model.history["cold_validation_users"] = [float(np.unique(cold[0]).size) if cold is not None else 0.0]
+    return model
+
+
+def _diagnostics(model: TwoTowerModel, inputs: TrainingInputs, evaluate: Any, fit_seconds: float) -> dict[str, float]:
+    """Training speed (per epoch, examples per second) and the cold temperature it chose."""
+    epochs = max(len(model.history.get("loss", [])), 1)
+    n_fit = model.history.get("n_fit", [float(len(inputs.user_idx))])[-1]
+    return {
+        "two_tower_epoch_seconds": fit_seconds / epochs,
+        "two_tower_examples_per_second": n_fit * epochs / max(fit_seconds, 1e-9),
+        "two_tower_cold_temperature": float(model.history.get("cold_temperature", [1.0])[-1]),
+    }
 
 
 SPEC = ModelSpec(
@@ -1004,5 +1038,8 @@ SPEC = ModelSpec(
     fit=_fit_inputs,
     loaders={"TwoTowerParams": TwoTowerModel.load},
     role="cold_start",
+    own_validation=True,
+    diagnostics=_diagnostics,
+    chosen_by="cold_start_model",
 )
 """The content-based two-tower model: cold-start users and items."""

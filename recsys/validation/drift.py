@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from recsys.files import write_atomic
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,12 +57,7 @@ def stats_path(lake: Path, run_date: str) -> Path:
 
 def save_stats(lake: Path, run_date: str, stats: Mapping[str, Any]) -> Path:
     """Record a successful run's statistics (called after publishing)."""
-    path = stats_path(lake, run_date)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(stats, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return write_atomic(stats_path(lake, run_date), json.dumps(stats, indent=2, sort_keys=True))
 
 
 def previous_stats(lake: Path, run_date: str) -> tuple[str, dict[str, Any]] | None:

@@ -63,7 +63,23 @@ def test_params_for_ui_triggers(dagbag) -> None:
         assert name in params
     assert params["top_k"] == 10
     assert params["dataset"] == "synthetic"
-    assert params["rating_model"] == "autorec" and params["ranking_model"] == "implicit"
+    assert params["rating_model"] == "autorec" and params["ranking_model"] == "ranker"
+    # the trigger form: every param titled and in a section; older model names still accepted
+    for name in params:
+        schema = params.get_param(name).schema
+        assert schema.get("title") and schema.get("section"), name
+    assert {"implicit", "explicit"} <= set(params.get_param("ranking_model").schema["enum"])
+    assert "mf" in params.get_param("rating_model").schema["enum"]
+
+
+def test_one_training_task_per_registered_model(dagbag) -> None:
+    from recsys.models.registry import MODEL_MODULES
+
+    dag = dagbag.dags["recsys_nightly"]
+    trainers = {t.task_id for t in dag.tasks if t.task_id.startswith("train_")}
+    assert trainers == {f"train_{name}" for name in MODEL_MODULES}
+    for task_id in ("similar_items", "recommend", "publish", "report"):  # each sees every model's output
+        assert trainers <= dag.get_task(task_id).upstream_task_ids, task_id
 
 
 def test_structure(dagbag) -> None:
@@ -129,7 +145,7 @@ def test_dag_file_parses_without_heavy_imports(tmp_path) -> None:
     """Parsing the DAG must not import TensorFlow, Spark, Great Expectations or pandas-heavy code."""
     code = (
         "import sys, runpy; runpy.run_path(sys.argv[1]);"
-        "heavy = [m for m in ('tensorflow', 'pyspark', 'great_expectations', 'recsys.pipeline', 'keras')"
+        "heavy = [m for m in ('tensorflow', 'pyspark', 'great_expectations', 'recsys.stages.train', 'keras')"
         " if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
     )
     env = airflow_env(tmp_path)

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from recsys.evaluation.cold_start import COHORTS, METRICS
+from bench.harness.cold_start import COHORTS, METRICS
 from tests.conftest import load_bench
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import pytest
 
+from recsys.evaluation.protocol import RANKING_METRICS
 from tests.conftest import load_bench
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -41,17 +42,6 @@ RANKING_MODELS = {
     "spark_als_implicit",
 }
 ALL_MODELS = RATING_MODELS | RANKING_MODELS
-RANKING_METRICS = (
-    "ndcg",
-    "precision",
-    "recall",
-    "map",
-    "hit_rate",
-    "coverage",
-    "novelty",
-    "diversity",
-    "popularity_bias",
-)
 
 
 @pytest.fixture(scope="module")

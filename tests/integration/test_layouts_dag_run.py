@@ -72,7 +72,7 @@ def test_layout_runs_end_to_end(home: Path, tmp_path: Path, layout: str, day: in
 
 def _check_cold_start(home: Path, dataset: str, date: str, recs, ratings, users) -> None:
     """New and light users are served by the two-tower model (said in the reason); new items get neighbours."""
-    from recsys.pipeline import COLD_START_NOTE
+    from recsys.stages.recommend import COLD_START_NOTE
 
     n_train = ratings[ratings["split"] == "train"].groupby("user_id").size()
     counts = users["user_id"].map(n_train).fillna(0)

@@ -91,7 +91,8 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
     # It is the softmax factorisation blended with EASE; the manifest records both members' parameters.
     ranker_manifest = json.loads((ranker_dir / "manifest.json").read_text())
     assert list(ranker_manifest["params"]["members"]) == ["cf", "ease"]
-    assert ranker_manifest["members"]["cf"]["loss"] == "softmax" and ranker_manifest["members"]["ease"]["l2"] > 0
+    fit_params = ranker_manifest["fit_params"]
+    assert fit_params["cf"]["loss"] == "softmax" and fit_params["ease"]["l2"] > 0
     assert (ranker_dir / "cf" / "factors.npz").is_file() and (ranker_dir / "ease" / "ease.npz").is_file()
     assert 0 < ranker["ranker_cf_ndcg"] < 1
     # The rating model (AutoRec by default): trained next to them, evaluated, in the manifest.
@@ -220,7 +221,7 @@ def test_tune_writes_parameters_the_next_training_uses(home: Path, first_run: pd
     from typer.testing import CliRunner
 
     from recsys.cli import app
-    from recsys.pipeline import _params, _training_data
+    from recsys.stages.inputs import model_params, training_data
 
     shutil.copytree(home / "lake", tmp_path / "lake")  # the module's home stays untouched for the other tests
     result = CliRunner().invoke(
@@ -228,18 +229,18 @@ def test_tune_writes_parameters_the_next_training_uses(home: Path, first_run: pd
     )
     assert result.exit_code == 0, result.output
     settings = Settings(home=tmp_path, dataset="synthetic")
-    for model, metric in (("explicit", "val_rmse"), ("implicit", "val_ndcg"), ("autorec", "val_rmse")):
+    for model, metric in (("cf", "val_rmse"), ("ranker", "val_ndcg"), ("autorec", "val_rmse")):
         doc = json.loads((settings.models_dir / "tuned" / f"{model}.json").read_text())
         assert doc["metric"] == metric and len(doc["trials"]) == 2 and doc["run_date"] == DATE
         scores = [t["score"] for t in doc["trials"]]
         assert doc["best_score"] == (min(scores) if metric == "val_rmse" else max(scores))
-    split, _ = _training_data(settings, DATE)
-    tuned = json.loads((settings.models_dir / "tuned" / "explicit.json").read_text())["best_params"]
-    params, extra = _params(settings, "explicit", split)
+    split, _ = training_data(settings, DATE)
+    tuned = json.loads((settings.models_dir / "tuned" / "cf.json").read_text())["best_params"]
+    params, extra = model_params(settings, "explicit", split)  # the older name still resolves
     assert extra == {"tuned": True} and params.epochs == tuned["epochs"] and params.l2 == tuned["l2"]
     tuned_autorec = json.loads((settings.models_dir / "tuned" / "autorec.json").read_text())["best_params"]
-    autorec, extra = _params(settings, "autorec", split)
+    autorec, extra = model_params(settings, "autorec", split)
     assert extra == {"tuned": True} and autorec.hidden == tuned_autorec["hidden"] and autorec.l2 == tuned_autorec["l2"]
     given = Settings(home=tmp_path, dataset="synthetic", cf={"epochs": 3})
-    assert _params(given, "explicit", split)[0].epochs == 3  # an explicit setting beats the search
-    assert _params(Settings(home=tmp_path, use_tuned=False), "explicit", split)[1] == {"tuned": False}
+    assert model_params(given, "cf", split)[0].epochs == 3  # an explicit setting beats the search
+    assert model_params(Settings(home=tmp_path, use_tuned=False), "cf", split)[1] == {"tuned": False}

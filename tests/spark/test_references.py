@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from recsys.evaluation import references
-from recsys.evaluation.references import Reference, SparkALS, available_references
+from bench.harness import references
+from bench.harness.references import Reference, SparkALS, available_references
 
 pytestmark = pytest.mark.spark
 
@@ -107,7 +107,7 @@ def test_fit_rejects_bad_input(spark) -> None:
 
 def test_module_import_is_cheap_and_availability_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     code = (
-        "import sys, recsys.evaluation.references; "
+        "import sys, bench.harness.references; "
         "print(sorted(m for m in ('pyspark', 'tensorflow', 'implicit', 'surprise') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

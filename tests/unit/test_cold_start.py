@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.evaluation.cold_start import (
+from bench.harness.cold_start import (
     COHORTS,
     ColdStartSplit,
     carve_validation,

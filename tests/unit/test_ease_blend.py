@@ -114,7 +114,7 @@ def test_blend_needs_matching_names(split: Split) -> None:
 
 def test_per_user_serves_each_user_by_their_model_and_the_cold_start_rule(split: Split) -> None:
     from recsys.models.blend import PerUser
-    from recsys.pipeline import cold_start_model
+    from recsys.models.cold_start import cold_start_model
 
     u, i, r = split.train
     ease = fit_ease(u, i, split.n_users, split.n_items, EASEParams(l2=50.0))

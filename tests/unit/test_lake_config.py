@@ -1,4 +1,4 @@
-"""Lake partitions (recsys.lake), run resolution (recsys.pipeline.resolve_run) and baselines."""
+"""Lake partitions (recsys.lake), run resolution (recsys.stages.resolve.resolve_run) and baselines."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from recsys.config import Settings
 from recsys.lake import (
     partition_dates,
     partition_dir,
@@ -24,7 +25,7 @@ from recsys.models.base import Recommender
 from recsys.models.baselines import GlobalMean, ItemMean, Popularity, item_means
 from recsys.models.cf import CFParams
 from recsys.models.implicit_cf import ImplicitCFParams
-from recsys.pipeline import resolve_run
+from recsys.stages.resolve import resolve_run
 from schemas import table
 
 D1, D2, D3 = "2026-11-25", "2026-11-26", "2026-11-27"
@@ -282,7 +283,7 @@ def test_nested_overrides_land_in_nested_settings(clean_env):
     assert s["ranker"]["loss"] == "logistic" and s["ranker"]["n_factors"] == ImplicitCFParams.n_factors
     assert run["tune"] == {"enabled": True, "trials": 7} and "tune" not in s
     assert s["autorec"]["epochs"] == 9 and s["autorec"]["hidden"] == AutoRecParams.hidden
-    assert s["ranker"]["ease_weight"] == 0.25 and s["rating_model"] == "mf"
+    assert s["ranker"]["ease_weight"] == 0.25 and s["rating_model"] == "cf"  # mf: the older name of cf
     assert s["two_tower"]["epochs"] == 4 and s["two_tower"]["layers"] == [64, 16] and s["cold_start_max_ratings"] == 3
     assert s["top_k"] == 5
     assert s["seed"] == 42 and s["n_popular"] == 50 and s["dataset"] == "synthetic"  # None / "" ignored
@@ -346,3 +347,48 @@ def test_popularity_counts_and_ranking_ties_by_index():
     # 1 (3 ratings); 0, 2, 5 tie at 2 -> by index; 3 (1); 4, 6 tie at 0 -> by index
     np.testing.assert_array_equal(model.ranking(), [1, 0, 2, 5, 3, 4, 6])
     np.testing.assert_array_equal(model.predict(np.zeros(3, dtype=int), np.array([1, 4, 50])), [3.0, 0.0, 0.0])
+
+
+def test_model_settings_derive_from_the_registry_params() -> None:
+    """Every registered model has a settings section whose defaults are its params' (the only defaults)."""
+    import dataclasses
+
+    from recsys.config import MODEL_SETTINGS, RUN_LEVEL_FIELDS, params_from_settings
+    from recsys.models.registry import specs
+
+    settings = Settings()
+    assert set(MODEL_SETTINGS) == {model.name for model in specs()}
+    for model in specs():
+        section = getattr(settings, model.name).model_dump()
+        assert not set(section) & set(RUN_LEVEL_FIELDS), model.name
+        rebuilt = params_from_settings(model.params, section)
+        assert rebuilt == model.params(), model.name  # nothing lost or changed on the way through settings
+    # the two-tower defaults are the nightly run's (softmax retrieval with cold dropout), in one place
+    tower = dataclasses.asdict(params_from_settings(specs()[-1].params, settings.two_tower.model_dump()))
+    assert tower["loss"] == "softmax" and tower["cold_dropout"] == 0.3
+
+
+def test_model_settings_refuse_values_outside_the_params_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="epochs"):
+        Settings(cf={"epochs": 0})
+    with pytest.raises(ValidationError, match="cold_dropout"):
+        Settings(two_tower={"cold_dropout": 1.5})
+    monkeypatch.setenv("RECSYS_RANKER_EASE_L2", "-1")
+    with pytest.raises(ValidationError, match="ease_l2"):
+        Settings()
+    monkeypatch.setenv("RECSYS_RANKER_EASE_L2", "120")
+    assert Settings().ranker.ease_l2 == 120.0  # an environment variable per field, member fields prefixed
+
+
+def test_older_model_names_resolve_for_one_release() -> None:
+    assert Settings(ranking_model="implicit").ranking_model == "ranker"
+    assert Settings(rating_model="mf").rating_model == "cf"
+    # explicit: rank by the rating model, whichever it is
+    assert Settings(ranking_model="explicit").ranking_model == "autorec"
+    assert Settings(ranking_model="explicit", rating_model="mf").ranking_model == "cf"
+    with pytest.raises(ValueError, match="registered model"):
+        Settings(ranking_model="nope")
+    with pytest.raises(ValueError, match="registered rating model"):
+        Settings(rating_model="ranker")  # it ranks; it does not predict ratings

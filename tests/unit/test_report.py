@@ -205,7 +205,9 @@ def test_failed_write_keeps_old_file_and_no_tmp(tmp_path: Path, monkeypatch: pyt
     def boom(src: str, dst: str) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(report_mod.os, "replace", boom)
+    import recsys.files
+
+    monkeypatch.setattr(recsys.files.os, "replace", boom)  # the one atomic writer every stage uses
     with pytest.raises(OSError, match="disk on fire"):
         write_run_report(target, **_kwargs())
     assert target.read_text() == "old report"

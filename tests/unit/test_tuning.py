@@ -146,7 +146,7 @@ def test_json_round_trip(explicit: TuningResult, implicit: TuningResult) -> None
 
 
 def test_default_spaces_draw_valid_params_in_range() -> None:
-    for model, cls in (("explicit", CFParams), ("implicit", ImplicitCFParams), ("autorec", AutoRecParams)):
+    for model, cls in (("cf", CFParams), ("ranker", ImplicitCFParams), ("autorec", AutoRecParams)):
         for t in range(1, 40):
             drawn = sample_params(SEARCH_SPACES[model], np.random.default_rng([0, t]))
             p = cls.from_dict(drawn)  # unknown keys would be dropped: check they are all fields

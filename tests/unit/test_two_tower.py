@@ -20,7 +20,9 @@ from recsys.models.two_tower import (
 )
 from tests.fixtures.planted import item_frame, planted_towers
 
-SMALL = TwoTowerParams(layers=(64, 32, 16), epochs=12, patience=3, batch_size=256, learning_rate=0.003, seed=4)
+SMALL = TwoTowerParams(
+    layers=(64, 32, 16), loss="mse", epochs=12, patience=3, batch_size=256, learning_rate=0.003, seed=4
+)
 
 
 def test_preprocessor_known_answers_and_json_round_trip() -> None:
@@ -145,7 +147,7 @@ def test_save_load_reproduces_embeddings_and_predictions(planted: dict, fitted: 
 
 
 def test_same_seed_same_embeddings(planted: dict) -> None:
-    p = TwoTowerParams(layers=(16, 8), epochs=2, patience=0, batch_size=512, seed=9)
+    p = TwoTowerParams(layers=(16, 8), loss="mse", epochs=2, patience=0, batch_size=512, seed=9)
     a, b = (
         fit_two_tower(planted["ux"], planted["ix"], array_chunks(*planted["fit"]), p, planted["pre"]) for _ in range(2)
     )
@@ -154,7 +156,7 @@ def test_same_seed_same_embeddings(planted: dict) -> None:
         planted["ux"],
         planted["ix"],
         array_chunks(*planted["fit"]),
-        TwoTowerParams(layers=(16, 8), epochs=2, patience=0, batch_size=512, seed=10),
+        TwoTowerParams(layers=(16, 8), loss="mse", epochs=2, patience=0, batch_size=512, seed=10),
         planted["pre"],
     )
     assert not np.allclose(a.item_emb, c.item_emb)

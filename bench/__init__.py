@@ -1,0 +1,1 @@
+"""The benchmarks of ``bench/``: scripts, and the harness they share (``bench.harness``)."""

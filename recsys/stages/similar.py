@@ -1,0 +1,52 @@
+"""Stage ``similar_items``: the nearest items of every item, by CF item vectors and two-tower item embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.config import Settings
+from recsys.lake import read_partition, write_partition
+
+
+def build_similar_items(settings: Settings, run_date: str, models: dict[str, str | None]) -> dict[str, Any]:
+    """Exact nearest items of every item; writes ``similar_items`` (one list per item and source).
+
+    Sources: ``cf``, by the explicit CF item vectors, among the items with training
+    ratings (CF has learnt nothing about the others); ``two_tower``, by the two-tower
+    item embeddings (when the run trained it), among every catalogue item: a new
+    item with features but no ratings gets neighbours and appears in theirs.
+
+    Args:
+        settings: The run's settings.
+        run_date: ``YYYY-MM-DD`` of the lake partitions.
+        models: ``{model name: model folder or None}`` of the run's training tasks.
+    """
+    from recsys.models.cf import CFModel
+    from recsys.models.two_tower import TwoTowerModel
+    from recsys.retrieval.similar import similar_items
+
+    model = CFModel.load(Path(str(models["cf"])))
+    tower_dir = models.get("two_tower")
+    items = read_partition(settings.lake, "items", run_date)
+    ratings = read_partition(settings.lake, "ratings", run_date)
+    catalogue = np.sort(items["item_idx"].to_numpy())
+    rated = np.intersect1d(catalogue, ratings.loc[ratings["split"] == "train", "item_idx"].unique())
+    rated = rated[rated < model.n_items]
+    parts = [(rated, model.x[rated], "cf")]
+    if tower_dir:
+        tower = TwoTowerModel.load(Path(tower_dir), towers=False)  # embeddings only: no TensorFlow
+        known = catalogue[catalogue < tower.n_items]
+        parts.append((known, tower.item_emb[known], "two_tower"))
+    frames = []
+    for ids, vectors, source in parts:
+        sim = similar_items(vectors, settings.n_neighbors, source=source)
+        sim["item_idx"] = ids[sim["item_idx"].to_numpy()].astype(np.int32)
+        sim["neighbor_idx"] = ids[sim["neighbor_idx"].to_numpy()].astype(np.int32)
+        frames.append(sim)
+    sim = pd.concat(frames, ignore_index=True)
+    path = write_partition(sim, settings.lake, "similar_items", run_date)
+    return {"path": str(path), "rows": len(sim)}
