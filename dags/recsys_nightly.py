@@ -51,7 +51,15 @@ RECOMMENDATIONS = Asset("recsys://store/recommendations_latest")
 SIMILAR_ITEMS = Asset("recsys://store/similar_items_latest")
 TABLE_ASSETS = [Asset(f"recsys://lake/{name}") for name in ("ratings", "items", "users")]
 
-RUN, DATA, SERVING, MODELS, TUNING = "Run", "Data", "Serving", "Models", "Tuning"
+RUN, DATA, SERVING, RETRIEVAL, POLICY, MODELS, TUNING = (
+    "Run",
+    "Data",
+    "Serving",
+    "Retrieval",
+    "Policy",
+    "Models",
+    "Tuning",
+)
 """The trigger form's sections."""
 
 PARAMS = {
@@ -135,6 +143,71 @@ PARAMS = {
         title="Cold-start users' most ratings",
         description="users with at most this many training ratings are cold-start users",
         section=SERVING,
+    ),
+    "retrieval_index": Param(
+        "auto",
+        enum=["auto", "exact", "faiss_flat", "faiss_ivf", "faiss_hnsw"],
+        title="Nearest-neighbour index",
+        description="auto: exact up to the size below, approximate above (its recall is checked every run)",
+        section=RETRIEVAL,
+    ),
+    "retrieval_exact_max_items": Param(
+        200_000, type="integer", minimum=1, title="Largest catalogue searched exactly", section=RETRIEVAL
+    ),
+    "retrieval_recall_floor": Param(
+        0.95,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Approximate index: least recall@10",
+        description="below it the run falls back to exact search (with a warning)",
+        section=RETRIEVAL,
+    ),
+    "retrieval_new_item_reach": Param(
+        20,
+        type="integer",
+        minimum=0,
+        title="Users each new item is shown to",
+        description="the last slot of the lists of the users the two-tower model scores highest for it (0: off)",
+        section=RETRIEVAL,
+    ),
+    "retrieval_experiment": Param(
+        True,
+        type="boolean",
+        title="Retrieval-size experiment",
+        description="measure 50..1000 candidates per user on a sample of users (plotted in the report)",
+        section=RETRIEVAL,
+    ),
+    "policy_file": Param(
+        None,
+        type=["null", "string"],
+        title="Policy file",
+        description="JSON file: blocked_items, blocked_genres, min_item_ratings, genre_cap, mmr_weight",
+        section=POLICY,
+    ),
+    "policy_blocked_items": Param([], type="array", items={"type": "string"}, title="Blocked item ids", section=POLICY),
+    "policy_blocked_genres": Param(
+        [], type="array", items={"type": "string"}, title="Blocked genres or tags", section=POLICY
+    ),
+    "policy_min_item_ratings": Param(
+        0,
+        type="integer",
+        minimum=0,
+        title="Least ratings of a recommended item",
+        description="0: any item (new items reach users through the new-items source)",
+        section=POLICY,
+    ),
+    "policy_genre_cap": Param(
+        0, type="integer", minimum=0, title="Most items of one genre per list", description="0: no cap", section=POLICY
+    ),
+    "policy_mmr_weight": Param(
+        0.0,
+        type="number",
+        minimum=0,
+        maximum=0.99,
+        title="Diversity weight (MMR)",
+        description="0: order by score alone",
+        section=POLICY,
     ),
     **{
         f"{name}_epochs": Param(
@@ -245,10 +318,10 @@ def recsys_nightly() -> None:
         return build_similar_items(_settings(resolved), resolved["run_date"], _dirs(trained))
 
     @task
-    def recommend(resolved: dict, trained: dict, _similar: dict) -> dict:
+    def recommend(resolved: dict, trained: dict, similar: dict) -> dict:
         from recsys.stages.recommend import recommend as run
 
-        return run(_settings(resolved), resolved["run_date"], _dirs(trained))
+        return run(_settings(resolved), resolved["run_date"], _dirs(trained), similar)
 
     @task(outlets=[RECOMMENDATIONS, SIMILAR_ITEMS])
     def publish(resolved: dict, trained: dict, recs: dict) -> dict:
@@ -256,6 +329,7 @@ def recsys_nightly() -> None:
 
         metrics = {key: v for out in trained.values() for key, v in out["metrics"].items()}
         metrics["cold_start_users_served"] = float(recs.get("cold_start_users", 0))
+        metrics.update(recs.get("metrics", {}))
         out = run(
             _settings(resolved),
             resolved["run_date"],
@@ -275,10 +349,17 @@ def recsys_nightly() -> None:
         return {**out, "model_version": recs["model_version"]}
 
     @task
-    def report(resolved: dict, trained: dict, published: dict) -> str:
+    def report(resolved: dict, trained: dict, published: dict, recs: dict) -> str:
         from recsys.stages.report import write_report
 
-        return write_report(_settings(resolved), resolved["run_date"], resolved["run_id"], _dirs(trained), published)
+        return write_report(
+            _settings(resolved),
+            resolved["run_date"],
+            resolved["run_id"],
+            _dirs(trained),
+            published,
+            recs.get("metrics", {}),
+        )
 
     resolved = resolve()
     ingest = _spark_job("ingest", spark_args.override(task_id="ingest_args")(resolved, "ingest"))
@@ -292,7 +373,7 @@ def recsys_nightly() -> None:
     similar = similar_items(resolved, trained)
     recs = recommend(resolved, trained, similar)
     published = publish(resolved, trained, recs)
-    report(resolved, trained, published)
+    report(resolved, trained, published, recs)
 
 
 recsys_nightly()

@@ -123,11 +123,12 @@ def _show(settings: Settings, n_users: int, top: int) -> None:
     first_users = sorted(recs["user_id"].unique(), key=lambda u: (len(u), u))[:n_users]
     for user in first_users:
         t = Table(title=f"user {user}: top {top}", title_justify="left")
-        for col in ("rank", "title", "score", "reason"):
+        for col in ("rank", "title", "score", "source", "reason"):
             t.add_column(col)
         rows = recs[(recs["user_id"] == user) & (recs["rank"] <= top)].sort_values("rank")
         for r in rows.itertuples():
-            t.add_row(str(r.rank), titles.get(r.item_id, r.item_id), f"{r.score:.2f}", r.reason)
+            source = r.source if isinstance(r.source, str) else "-"  # runs published before schema v2 have none
+            t.add_row(str(r.rank), titles.get(r.item_id, r.item_id), f"{r.score:.2f}", source, r.reason)
         console.print(t)
 
 

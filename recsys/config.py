@@ -33,6 +33,94 @@ class SyntheticConfig(BaseSettings):
     min_ratings_per_user: int = Field(15, ge=1)
 
 
+IndexKind = Literal["auto", "exact", "faiss_flat", "faiss_ivf", "faiss_hnsw"]
+
+
+class RetrievalConfig(BaseSettings):
+    """Nearest-neighbour indexes, candidate sources and the retrieval-size experiment.
+
+    Attributes:
+        index: ``auto`` (exact faiss flat search up to ``exact_max_items`` items, the
+            approximate ``ann`` index above), or one index: ``exact`` (our reference),
+            ``faiss_flat``, ``faiss_ivf``, ``faiss_hnsw``.
+        exact_max_items: Largest catalogue searched exactly by ``auto``.
+        ann: The approximate index ``auto`` uses above ``exact_max_items``.
+        hnsw_m: HNSW graph degree.
+        hnsw_ef_construction: HNSW build-time beam width.
+        hnsw_ef_search: HNSW query-time beam width.
+        ivf_nlist: IVF cells (0: about ``4 sqrt(n)``).
+        ivf_nprobe: IVF cells visited per query.
+        recall_floor: An approximate index whose recall@10 against exact search (measured
+            every run on a seeded sample of queries) is below this is replaced by exact search.
+        recall_queries: Queries in that sample.
+        similar_quota: Most ``similar`` candidates per user (neighbours of recent items).
+        genre_quota: Most ``genre`` candidates per user (over all their top genres).
+        n_genres: The user's most-watched genres that seed ``genre`` candidates.
+        genre_rank_by: How a genre's top items are chosen: ``popularity`` or ``mean_rating``.
+        genre_min_ratings: Ratings an item needs to rank by ``mean_rating`` (shrinks noise).
+        segment_quota: Most ``segment`` candidates per user (popular in their demographic segment).
+        embedding_quota: Most ``embedding`` candidates per user (nearest items to the user vector).
+        new_quota: Most ``new`` candidates per user (items with features but no ratings).
+        new_item_reach: Users each new item is shown to: the last slot of the lists of the users
+            the two-tower model scores highest for it (:mod:`recsys.ranking.exploration`; 0: off).
+        user_block: Users whose candidates are built and ranked at once (bounds memory).
+        experiment: Run the retrieval-size experiment every run.
+        experiment_sizes: Candidates per user compared by the experiment.
+        experiment_users: Users (a seeded sample) the experiment measures.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_RETRIEVAL_", frozen=True)
+
+    index: IndexKind = "auto"
+    exact_max_items: int = Field(200_000, ge=1)
+    ann: Literal["faiss_ivf", "faiss_hnsw"] = "faiss_hnsw"
+    hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_construction: int = Field(80, ge=8)
+    hnsw_ef_search: int = Field(128, ge=8)
+    ivf_nlist: int = Field(0, ge=0)
+    ivf_nprobe: int = Field(32, ge=1)
+    recall_floor: float = Field(0.95, ge=0, le=1)
+    recall_queries: int = Field(1000, ge=10)
+    similar_quota: int = Field(100, ge=0)
+    genre_quota: int = Field(30, ge=0)
+    n_genres: int = Field(3, ge=1)
+    genre_rank_by: Literal["popularity", "mean_rating"] = "popularity"
+    genre_min_ratings: int = Field(20, ge=0)
+    segment_quota: int = Field(20, ge=0)
+    embedding_quota: int = Field(50, ge=0)
+    new_quota: int = Field(10, ge=0)
+    new_item_reach: int = Field(20, ge=0)
+    user_block: int = Field(4096, ge=1)
+    experiment: bool = True
+    experiment_sizes: tuple[int, ...] = (50, 100, 200, 500, 1000)
+    experiment_users: int = Field(300, ge=1)
+
+
+class PolicyConfig(BaseSettings):
+    """What may be recommended, and how varied each list must be (applied after ranking, audited at publish).
+
+    Attributes:
+        file: A JSON file with any of the fields below (its lists add to these; its numbers
+            replace these defaults).
+        blocked_items: Item ids (as the source spells them) never recommended.
+        blocked_genres: Genres (or tags) whose items are never recommended.
+        min_item_ratings: Training ratings an item needs before it may be recommended
+            (0: any; items nobody rated yet then reach users through the ``new`` source).
+        genre_cap: Most items of one genre in one top-K list (0: no cap).
+        mmr_weight: Weight of diversity in a maximal-marginal-relevance re-rank of each list
+            (0: off; 1 would ignore the model's scores).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_POLICY_", frozen=True)
+
+    file: Path | None = None
+    blocked_items: tuple[str, ...] = ()
+    blocked_genres: tuple[str, ...] = ()
+    min_item_ratings: int = Field(0, ge=0)
+    genre_cap: int = Field(0, ge=0)
+    mmr_weight: float = Field(0.0, ge=0, lt=1)
+
+
 RUN_LEVEL_FIELDS: tuple[str, ...] = ("seed", "rating_min", "rating_max")
 """Params fields the run sets itself (its seed, the data's rating scale): never settings."""
 
@@ -134,6 +222,8 @@ class _RunSettings(BaseSettings):
         n_neighbors: Similar items kept per item.
         n_recent: Recent items per user that seed neighbour candidates.
         n_popular: Popular items added to every user's candidates.
+        retrieval: Indexes, candidate sources and the retrieval-size experiment (:class:`RetrievalConfig`).
+        policy: What may be recommended and each list's diversity (:class:`PolicyConfig`).
         ranking_model: The registered model that ranks warm users' candidates: ``ranker`` (the
             implicit factorisation blended with EASE: learns which items a user chooses; measured
             far better at ranking), ``autorec`` or ``cf`` (by predicted rating). The older values
@@ -181,6 +271,8 @@ class _RunSettings(BaseSettings):
     n_recent: int = Field(10, ge=1)
     n_popular: int = Field(50, ge=0)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     ranking_model: str = "ranker"
     rating_model: str = "autorec"
     cold_start_model: Literal["two_tower", "none"] = "two_tower"

@@ -88,6 +88,14 @@ class BlendModel:
             out = part if out is None else out + part
         return out
 
+    def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first member's retrieval vectors that has them (the factorisation of the ranker): an
+        approximation of the blend for candidate retrieval; None when no member has vectors."""
+        for model in self.models:
+            if hasattr(model, "retrieval_vectors"):
+                return model.retrieval_vectors()
+        return None
+
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """``[n]`` blended scores of pairs (each member's fallback for unknown users or items)."""
         return sum(

@@ -164,6 +164,14 @@ class CFModel:
         mu = np.where(ki, self.mu[i], float(self.mu.mean()))
         return np.clip(z + mu, self.params.rating_min, self.params.rating_max)
 
+    def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(users [n_users, k + 1], items [n_items, k + 1])`` float32 vectors whose inner product ranks
+        each user's items as :meth:`score_users` does: ``[w_u, 1] . [x_i, c_i + mu_i]`` (the user bias,
+        constant per user, drops out; ``mu`` only for rating models)."""
+        offset = self.c + (self.mu if self.predicts_ratings else 0.0)
+        users = np.hstack([self.w, np.ones((self.n_users, 1))]).astype(np.float32)
+        return users, np.hstack([self.x, np.asarray(offset).reshape(-1, 1)]).astype(np.float32)
+
     def score_users(self, user_idx: np.ndarray) -> np.ndarray:
         """``[len(user_idx), n_items]`` scores of every item for each user (for ranking).
 

@@ -446,6 +446,20 @@ class TwoTowerModel:
         out = self._output(self.score(user_idx, item_idx))
         return np.clip(out, self.params.rating_min, self.params.rating_max) if self.predicts_ratings else out
 
+    def retrieval_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(users [n_users, k + 1], items [n_items, k + 1])`` float32 vectors whose inner product is
+        :meth:`score`: ``[s t_u v_u, 1] . [v_m, b_m]`` (``softmax``; else ``[v_u, 0] . [v_m, 0]``)."""
+        u = self.user_emb.astype(np.float64)
+        bias = np.zeros(self.n_items)
+        if self.params.loss == "softmax":
+            t = self.scale * (self.user_temperature.astype(np.float64) if self.user_temperature is not None else 1.0)
+            u = u * np.broadcast_to(np.asarray(t, dtype=np.float64), (u.shape[0],))[:, None]
+            if self.item_bias is not None:
+                bias = self.item_bias.astype(np.float64)
+        ones = np.ones((u.shape[0], 1)) if self.params.loss == "softmax" else np.zeros((u.shape[0], 1))
+        users = np.hstack([u, ones]).astype(np.float32)
+        return users, np.hstack([self.item_emb.astype(np.float64), bias.reshape(-1, 1)]).astype(np.float32)
+
     def score_users(self, user_idx: np.ndarray) -> np.ndarray:
         """``[len(user_idx), n_items]`` ranking scores (:meth:`score` for every item)."""
         u = np.asarray(user_idx, dtype=np.int64)

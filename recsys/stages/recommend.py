@@ -1,17 +1,25 @@
-"""Stage ``recommend``: candidates for every user, ranked by the model that serves them (the serving rule)."""
+"""Stage ``recommend``: candidates from every source for each block of users, ranked by the model that serves them."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recsys.config import Settings
-from recsys.lake import read_partition, write_partition
+from recsys.config import RetrievalConfig, Settings
+from recsys.lake import write_partition
 from recsys.models.cold_start import cold_start_model, segment_weight
 from recsys.stages.inputs import segment_popularity
+from recsys.stages.serving_inputs import ServingTables
+
+logger = logging.getLogger(__name__)
 
 
 def serving_model_dir(settings: Settings, models: dict[str, str | None]) -> str:
@@ -36,109 +44,419 @@ COLD_START_NOTE = " (new here: chosen by your profile)"
 """Appended to the reason of every recommendation the two-tower model ranked (the serving rule, visible)."""
 
 
-def recommend(settings: Settings, run_date: str, models: dict[str, str | None]) -> dict[str, Any]:
-    """Candidates for every user, ranked by the model that serves them; writes ``recommendations``.
+def blocks(users: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """``users`` in consecutive blocks of at most ``size``."""
+    for s in range(0, users.size, size):
+        yield users[s : s + size]
+
+
+def index_retrieve(
+    vectors: tuple[np.ndarray, np.ndarray], catalogue: np.ndarray, retrieval: RetrievalConfig, seed: int
+) -> tuple[Callable[[np.ndarray, int], np.ndarray], dict[str, Any]]:
+    """The ``embedding`` source's retrieval: inner-product search of user vectors over the catalogue's item vectors.
+
+    Args:
+        vectors: ``(users [n_users, d], items [n_items, d])`` (``retrieval_vectors()`` of a model).
+        catalogue: Item indices that may be proposed.
+        retrieval: The run's index choice (``settings.retrieval``).
+        seed: Seed of the index (and of its recall sample).
+
+    Returns:
+        ``(retrieve(users, k) -> [b, k] item ids, -1 pads; the index's info: kind, recall@10, ...)``.
+    """
+    from recsys.retrieval.choice import build_index
+
+    user_vecs, item_vecs = vectors
+    ids = catalogue[catalogue < item_vecs.shape[0]].astype(np.int64)
+    index, info = build_index(item_vecs[ids], retrieval, metric="ip", seed=seed)
+
+    def retrieve(users: np.ndarray, k: int) -> np.ndarray:
+        u = np.asarray(users, np.int64)
+        q = np.zeros((u.size, user_vecs.shape[1]), dtype=user_vecs.dtype)
+        inside = u < user_vecs.shape[0]
+        q[inside] = user_vecs[u[inside]]
+        found, _ = index.query(q, min(k, ids.size))
+        return np.where(found >= 0, ids[np.maximum(found, 0)], -1)
+
+    return retrieve, info
+
+
+def dense_retrieve(
+    score_users: Callable[[np.ndarray], np.ndarray], catalogue_mask: np.ndarray
+) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Retrieval by a model's dense scores over the catalogue (models without vectors; few users)."""
+    from recsys.retrieval.topk import top_k_items
+
+    def retrieve(users: np.ndarray, k: int) -> np.ndarray:
+        s = np.array(score_users(np.asarray(users, np.int64)), dtype=np.float64)
+        n = min(s.shape[1], catalogue_mask.size)
+        s = s[:, :n]
+        s[:, ~catalogue_mask[:n]] = -np.inf
+        return top_k_items(s, k)
+
+    return retrieve
+
+
+def new_item_scores(
+    vectors: tuple[np.ndarray, np.ndarray], new_items: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Scores of the new items per user by retrieval vectors (the two-tower model's): ``[b, n_new]``, one GEMM."""
+    user_vecs, item_vecs = vectors
+    items = item_vecs[np.minimum(new_items, item_vecs.shape[0] - 1)]
+
+    def scores(users: np.ndarray) -> np.ndarray:
+        u = np.asarray(users, np.int64)
+        q = np.zeros((u.size, user_vecs.shape[1]), dtype=np.float32)
+        inside = u < user_vecs.shape[0]
+        q[inside] = user_vecs[u[inside]]
+        return q @ items.T
+
+    return scores
+
+
+def recommend(
+    settings: Settings, run_date: str, models: dict[str, str | None], similar: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Candidates for every user from every source, ranked by the model that serves them; writes ``recommendations``.
 
     Serving rule (per user):
 
     * a **cold-start user** (at most ``cold_start_max_ratings`` training ratings, none
-      included) is served by the two-tower model when it was trained (``tower_dir``):
-      candidates are the two-tower neighbours of their recent items, the items their
-      ranking model puts first (from their profile embedding, which reaches items nobody
-      has rated yet) and popular items, ranked by the two-tower model blended with
-      popularity in their segment for users without ratings and with popularity for users
-      with a few (:func:`cold_start_model`); each reason ends with :data:`COLD_START_NOTE`;
-    * everybody else: CF neighbours of their recent items and popular items, ranked by
-      the serving model (:func:`serving_model_dir`).
+      included) is served by the two-tower model when it was trained: candidates are the
+      two-tower neighbours of their recent items, the items their ranking model puts first
+      (from their profile embedding, which reaches items nobody has rated yet), their
+      genres', segment's, new and popular items, ranked by the two-tower model blended with
+      popularity (:func:`cold_start_model`); each reason ends with :data:`COLD_START_NOTE`;
+    * everybody else: CF neighbours of their recent items (two-tower neighbours for items
+      CF knows nothing of), their genres', segment's, embedding (the serving model's user
+      vector through the index), new and popular items, ranked by the serving model
+      (:func:`serving_model_dir`).
+
+    Users are served in blocks of ``retrieval.user_block`` (memory: one block's candidates).
+    The policy (:mod:`recsys.ranking.policy`) is applied after ranking; the retrieval-size
+    experiment (:mod:`recsys.evaluation.retrieval_size`) runs on a sample of users.
 
     Args:
         settings: The run's settings.
         run_date: ``YYYY-MM-DD`` of the lake partitions.
         models: ``{model name: model folder or None}`` of the run's training tasks.
+        similar: The similar-items stage's output (its indexes' info go into the metrics).
+
+    Returns:
+        Path, rows, users, candidates per user, cold-start users, model version, and
+        ``metrics`` (flat floats for the run: per-source candidates and published rows,
+        rows dropped per policy rule, the index's recall, the experiment's figures).
     """
     from recsys.models.baselines import Popularity
     from recsys.models.registry import load_model
     from recsys.models.two_tower import TwoTowerModel
-    from recsys.ranking.rank import rank_candidates
-    from recsys.retrieval.candidates import build_candidates, profile_candidates
-    from recsys.retrieval.similar import neighbor_matrix
+    from recsys.ranking.policy import load_policy
+    from recsys.ranking.reasons import Explainer
+    from recsys.stages.serving_inputs import neighbors_with_fallback, segment_names, source_data
 
+    start = time.monotonic()
     serving = serving_model_dir(settings, models)
     tower_dir = models.get(settings.cold_start_model) if settings.cold_start_model != "none" else None
     model = load_model(serving)
-    ratings = read_partition(settings.lake, "ratings", run_date)
-    users = read_partition(settings.lake, "users", run_date)
-    items = read_partition(settings.lake, "items", run_date)
-    sim = read_partition(settings.lake, "similar_items", run_date)
-    n_items = model.n_items
-    train = ratings[ratings["split"] == "train"]
+    tables = ServingTables.read(settings, run_date)
+    train = tables.train
+    catalogue = np.sort(tables.items["item_idx"].to_numpy().astype(np.int64))
+    n_items = int(max(model.n_items, catalogue.max(initial=-1) + 1))
+    everyone = np.sort(tables.users["user_idx"].to_numpy().astype(np.int64))
+    n_users = int(max(model.n_users, everyone.max(initial=-1) + 1))
+    policy = load_policy(settings)
+    finish, allowed = policy_step(policy, tables, n_items, settings.top_k)
+    tower = TwoTowerModel.load(Path(tower_dir), towers=False) if tower_dir else None  # embeddings only
+    n_train = np.bincount(train["item_idx"].to_numpy(), minlength=n_items)
+    in_catalogue = np.zeros(n_items, dtype=bool)
+    in_catalogue[catalogue] = True
+    new_items = np.flatnonzero(in_catalogue & (n_train == 0) & allowed)
+    metrics: dict[str, float] = {}
+    for source, info in (similar or {}).get("index", {}).items():
+        metrics.update(index_metrics(f"similar_{source}", info))
+    vectors = model.retrieval_vectors() if hasattr(model, "retrieval_vectors") else None
+    if vectors is None and tower is not None:
+        vectors = tower.retrieval_vectors()
+    if vectors is not None:
+        retrieve, index_info = index_retrieve(vectors, catalogue[allowed[catalogue]], settings.retrieval, settings.seed)
+        metrics.update(index_metrics("embedding", index_info))
+    else:
+        retrieve = dense_retrieve(model.score_users, in_catalogue & allowed)
+    history = tables.ratings[["user_idx", "item_idx", "ts"]]
+    new_scores = new_item_scores(tower.retrieval_vectors(), new_items) if tower is not None else None
+
+    def sources_for(primary: str, fallback: str, retrieve_items: Callable[[np.ndarray, int], np.ndarray]) -> Any:
+        """The sources' data for a group of users: neighbours by ``primary`` vectors (``fallback`` where none)."""
+        return source_data(
+            tables,
+            settings,
+            n_users=n_users,
+            n_items=n_items,
+            neighbors=neighbors_with_fallback(tables.similar, n_items, settings.n_neighbors, primary, fallback),
+            allowed=allowed,
+            history=history,
+            retrieve=retrieve_items,
+            new_items=new_items if tower is not None else None,
+            new_scores=new_scores,
+        )
+
+    warm_data = sources_for("cf", "two_tower", retrieve)
+    explainer = Explainer(
+        titles=dict(zip(tables.items["item_idx"].astype(int), tables.items["title"], strict=True)),
+        genres=tables.genre_names(),
+        segments=segment_names(tables, n_users),
+    )
+    user_train = np.bincount(train["user_idx"].to_numpy(), minlength=n_users)
+    cold = (user_train[everyone] <= settings.cold_start_max_ratings) if tower else np.zeros(everyone.size, bool)
     popularity = Popularity().fit(
-        train["user_idx"].to_numpy(), train["item_idx"].to_numpy(), train["rating"].to_numpy(), model.n_users, n_items
+        train["user_idx"].to_numpy(), train["item_idx"].to_numpy(), train["rating"].to_numpy(), n_users, n_items
     )
-    popular = popularity.ranking()
-    popular = popular[np.isin(popular, items["item_idx"].to_numpy())]
-    everyone = users["user_idx"].to_numpy()
-    history = ratings[["user_idx", "item_idx", "ts"]]
-    titles = dict(zip(items["item_idx"].astype(int), items["title"], strict=True))
-    n_train = np.bincount(train["user_idx"].to_numpy(), minlength=int(everyone.max(initial=-1)) + 1)
-    cold = (n_train[everyone] <= settings.cold_start_max_ratings) if tower_dir else np.zeros(everyone.size, bool)
-    cand = build_candidates(
-        everyone[~cold],
-        history,
-        neighbor_matrix(sim[sim["source"] == "cf"], n_items, settings.n_neighbors),
-        popular,
-        n_recent=settings.n_recent,
-        n_popular=settings.n_popular,
-    )
-    frames = [rank_candidates(cand, model.predict, top_k=settings.top_k, titles=titles)]
-    n_cand = len(cand)
+    groups: list[tuple[str, np.ndarray, Any, Any, str]] = [("warm", everyone[~cold], warm_data, model, "")]
     if cold.any():
-        tower = TwoTowerModel.load(Path(tower_dir), towers=False)  # embeddings only: no TensorFlow
-        catalogue = np.zeros(tower.n_items, dtype=bool)
-        catalogue[items["item_idx"].to_numpy()] = True
-        segment, weight = None, segment_weight(settings.cold_start_segment_weight, tower)
-        if weight > 0 and (n_train[everyone[cold]] == 0).any():
-            segment = segment_popularity(
-                settings,
-                run_date,
-                train["user_idx"].to_numpy(),
-                train["item_idx"].to_numpy(),
-                tower.n_users,
-                tower.n_items,
-            )
-        cold_model = cold_start_model(
-            tower,
-            popularity,
-            n_train,
-            settings.cold_start_popularity_weight,
-            seed=settings.seed,
-            segment=segment,
-            segment_weight=weight,
+        cold_model = cold_start_scorer(settings, run_date, tower, popularity, user_train, train)
+        cold_data = sources_for("two_tower", "cf", dense_retrieve(cold_model.score_users, in_catalogue & allowed))
+        groups.append(("cold", everyone[cold], cold_data, cold_model, COLD_START_NOTE))
+    reserve = None
+    if tower is not None and new_items.size and settings.retrieval.new_item_reach > 0:
+        reserve = reserve_step(settings, tables, tower, new_items, everyone, warm_data.seen, n_users, n_items, policy)
+    served = [
+        serve_blocks(
+            users,
+            data,
+            scorer,
+            finish,
+            explainer,
+            block=settings.retrieval.user_block,
+            note=note,
+            label=name,
+            reserve=reserve,
         )
-        # The items their ranking model puts first (reaching items nobody has rated yet, and their segment's)
-        profile = profile_candidates(
-            everyone[cold], cold_model.score_users, history, settings.n_popular, catalogue=catalogue
-        )
-        cold_cand = build_candidates(
-            everyone[cold],
-            history,
-            neighbor_matrix(sim[sim["source"] == "two_tower"], tower.n_items, settings.n_neighbors),
-            popular,
-            n_recent=settings.n_recent,
-            n_popular=settings.n_popular,
-            extra=profile,
-        )
-        cold_recs = rank_candidates(cold_cand, cold_model.predict, top_k=settings.top_k, titles=titles)
-        cold_recs["reason"] = cold_recs["reason"] + COLD_START_NOTE
-        frames.append(cold_recs)
-        n_cand += len(cold_cand)
+        for name, users, data, scorer, note in groups
+    ]
+    frames = [out.recommendations for out in served]
+    proposed = sum((out.proposed for out in served), Counter())
+    dropped = sum((out.dropped for out in served), Counter())
+    metrics["new_items_reserved_slots"] = float(sum(out.reserved for out in served))
+    n_cand = sum(out.candidates for out in served)
     recs = pd.concat(frames, ignore_index=True).sort_values(["user_idx", "rank"], kind="stable").reset_index(drop=True)
     path = write_partition(recs, settings.lake, "recommendations", run_date)
+    metrics.update(serving_metrics(recs, proposed, dropped, everyone.size, n_cand, settings.top_k))
+    check_every_user_served(metrics, dropped, settings.top_k)
+    metrics["new_items"] = float(new_items.size)
+    metrics["new_items_published"] = float(recs.loc[recs["item_idx"].isin(new_items), "item_idx"].nunique())
+    metrics["recommend_seconds"] = time.monotonic() - start
+    if settings.retrieval.experiment:
+        from recsys.evaluation.retrieval_size import run_experiment
+
+        metrics.update(
+            run_experiment(
+                settings, tables, model, warm_data, finish, cold, everyone, in_catalogue & allowed, n_users, n_items
+            )
+        )
     return {
         "path": str(path),
         "rows": len(recs),
         "users": int(recs["user_idx"].nunique()),
-        "candidates_per_user": n_cand / max(len(users), 1),
+        "candidates_per_user": n_cand / max(everyone.size, 1),
         "cold_start_users": int(cold.sum()),
         "model_version": model_version(serving),
+        "metrics": metrics,
     }
+
+
+@dataclass
+class Served:
+    """What :func:`serve_blocks` produced for a group of users.
+
+    Attributes:
+        recommendations: ``recommendations`` rows; grain one (user, rank).
+        proposed: Proposals per source (before merging).
+        dropped: Rows dropped per policy rule.
+        candidates: Candidates after merging, all blocks.
+        reserved: Last slots given to reserved new items (:mod:`recsys.ranking.exploration`).
+    """
+
+    recommendations: pd.DataFrame
+    proposed: Counter
+    dropped: Counter
+    candidates: int
+    reserved: int = 0
+
+
+def serve_blocks(
+    users: np.ndarray,
+    data: Any,
+    scorer: Any,
+    finish: Any,
+    explainer: Any,
+    *,
+    block: int,
+    note: str = "",
+    label: str = "users",
+    reserve: Callable[[pd.DataFrame, Any], tuple[pd.DataFrame, int]] | None = None,
+) -> Served:
+    """Candidates, scores, policy and reasons for ``users``, one block of ``block`` users at a time.
+
+    Memory is one block's candidates plus the recommendations so far (``top_k`` rows per user).
+
+    Args:
+        users: ``[n]`` user indices.
+        data: The sources' :class:`~recsys.retrieval.sources.SourceData`.
+        scorer: The model (``predict(user_idx, item_idx)``).
+        finish: The policy step (:func:`policy_step`).
+        explainer: The reasons' :class:`~recsys.ranking.reasons.Explainer`.
+        block: Users per block.
+        note: Appended to every reason (e.g. :data:`COLD_START_NOTE`).
+        label: Names the group in the progress log.
+        reserve: Optional step giving reserved new items the last slot (:func:`reserve_step`):
+            ``reserve(block's rows, scorer) -> (rows, placed)``.
+    """
+    from recsys.ranking.rank import RECOMMENDATION_COLUMNS, rank_block
+    from recsys.retrieval.candidates import gather
+
+    start = time.monotonic()
+    frames, proposed, dropped, n_cand, reserved = [], Counter(), Counter(), 0, 0
+    total = -(-users.size // block)
+    for j, part in enumerate(blocks(users, block), start=1):
+        cand = gather(data, part)
+        recs, drops = rank_block(cand, scorer.predict, finish, explainer)
+        if reserve is not None:
+            recs, placed = reserve(recs, scorer)
+            reserved += placed
+        if note:
+            recs["reason"] = recs["reason"] + note
+        frames.append(recs)
+        n_cand += len(cand)
+        proposed.update(cand.proposed)
+        dropped.update(drops)
+        logger.info(
+            "recommend %s: block %d/%d (%d users, %d candidates, %.0f s)",
+            label,
+            j,
+            total,
+            part.size,
+            len(cand),
+            time.monotonic() - start,
+        )
+    recs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RECOMMENDATION_COLUMNS)
+    return Served(recs, proposed, dropped, n_cand, reserved)
+
+
+def reserve_step(
+    settings: Settings,
+    tables: ServingTables,
+    tower: Any,
+    new_items: np.ndarray,
+    users: np.ndarray,
+    seen: Any,
+    n_users: int,
+    n_items: int,
+    policy: Any,
+) -> Callable[[pd.DataFrame, Any], tuple[pd.DataFrame, int]]:
+    """The step that gives each new item the last slot of the ``retrieval.new_item_reach`` users
+    the two-tower model scores highest for it (:mod:`recsys.ranking.exploration`)."""
+    from recsys.ranking.diversity import genre_flags
+    from recsys.ranking.exploration import reserve_new_items, take_reserved_slots
+    from recsys.ranking.reasons import TEMPLATES
+
+    reserved = reserve_new_items(
+        new_items,
+        users,
+        new_item_scores(tower.retrieval_vectors(), new_items),
+        settings.retrieval.new_item_reach,
+        n_users,
+    )
+    flags = genre_flags(tables.item_genre_matrix(n_items)) if policy.genre_cap > 0 else None
+    logger.info("new items: %d, reserved for %d users", new_items.size, int((reserved >= 0).sum()))
+
+    def reserve(recs: pd.DataFrame, scorer: Any) -> tuple[pd.DataFrame, int]:
+        return take_reserved_slots(
+            recs,
+            reserved,
+            top_k=settings.top_k,
+            seen=lambda u, i: seen.contains(u, i, n_items),
+            score=scorer.predict,
+            reason=TEMPLATES["new"],
+            genre_flags=flags,
+            genre_cap=policy.genre_cap,
+        )
+
+    return reserve
+
+
+def cold_start_scorer(
+    settings: Settings, run_date: str, tower: Any, popularity: Any, user_train: np.ndarray, train: pd.DataFrame
+) -> Any:
+    """The model that ranks cold-start users (:func:`cold_start_model`), with segment popularity when asked."""
+    segment, weight = None, segment_weight(settings.cold_start_segment_weight, tower)
+    if weight > 0 and (user_train == 0).any():
+        segment = segment_popularity(
+            settings, run_date, train["user_idx"].to_numpy(), train["item_idx"].to_numpy(), tower.n_users, tower.n_items
+        )
+    return cold_start_model(
+        tower,
+        popularity,
+        user_train,
+        settings.cold_start_popularity_weight,
+        seed=settings.seed,
+        segment=segment,
+        segment_weight=weight,
+    )
+
+
+def policy_step(policy: Any, tables: ServingTables, n_items: int, top_k: int) -> tuple[Any, np.ndarray]:
+    """``(finish, allowed)``: the step that applies ``policy`` to a block's scored candidates and cuts each list
+    to ``top_k``, and the ``[n_items]`` mask of the items the policy allows (the fallback lists hold only these)."""
+    from recsys.ranking.policy import apply_policy, item_rules
+
+    rules = item_rules(policy, tables.items, tables.item_features, n_items=n_items)
+    genres = tables.item_genre_matrix(n_items) if policy.genre_cap > 0 or policy.mmr_weight > 0 else None
+
+    def finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+        return apply_policy(frame, rules, top_k=top_k, item_genres=genres)
+
+    return finish, rules.allowed
+
+
+def check_every_user_served(metrics: dict[str, float], dropped: Counter, top_k: int) -> None:
+    """``ValueError`` naming the policy's drops when some users got fewer than ``top_k`` items.
+
+    The publish audit would refuse the run anyway (every user must have K rows); this says why,
+    before anything is written to the store.
+    """
+    short = int(metrics.get("users_short_of_k", 0))
+    if short:
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(dropped.items()) if rule not in ("cut", "short_users"))
+        raise ValueError(
+            f"{short} users have fewer than top_k={top_k} recommendations after the policy "
+            f"(rows dropped per rule: {rules or 'none'}; candidates per user {metrics['candidates_per_user']:.0f}): "
+            "loosen policy.genre_cap / policy.min_item_ratings / the blocked lists, or raise the candidate quotas"
+        )
+
+
+def index_metrics(name: str, info: dict[str, Any]) -> dict[str, float]:
+    """The run's metrics of one index: its recall@10 against exact search (1 when exact), fallback, build time."""
+    recall = info.get("recall_at_10")
+    return {
+        f"index_{name}_recall_at_10": 1.0 if recall is None else float(recall),
+        f"index_{name}_fell_back": float(bool(info.get("fell_back"))),
+        f"index_{name}_approximate": float(info.get("index") in ("faiss_ivf", "faiss_hnsw")),
+        f"index_{name}_build_seconds": float(info.get("build_s", 0.0)),
+    }
+
+
+def serving_metrics(
+    recs: pd.DataFrame, proposed: Counter, dropped: Counter, n_users: int, n_cand: int, top_k: int
+) -> dict[str, float]:
+    """Per-source candidates and published rows, rows dropped per policy rule, users short of ``top_k``."""
+    from recsys.retrieval.sources import SOURCES
+
+    parts = recs["source"].str.split("+").explode()
+    published = parts.value_counts()
+    out = {f"candidates_{s}": float(proposed.get(s, 0)) for s in SOURCES}
+    out.update({f"published_{s}": float(published.get(s, 0)) for s in SOURCES})
+    out.update({f"policy_dropped_{rule}": float(n) for rule, n in sorted(dropped.items())})
+    per_user = recs.groupby("user_idx").size()
+    out["users_short_of_k"] = float(n_users - int((per_user >= top_k).sum()))
+    out["candidates_per_user"] = n_cand / max(n_users, 1)
+    return out

@@ -18,7 +18,12 @@ BASELINE_LABELS: dict[str, str] = {"item_mean": "item mean", "global_mean": "glo
 
 
 def write_report(
-    settings: Settings, run_date: str, run_id: str, models: dict[str, str | None], summary: dict[str, Any]
+    settings: Settings,
+    run_date: str,
+    run_id: str,
+    models: dict[str, str | None],
+    summary: dict[str, Any],
+    serving: dict[str, float] | None = None,
 ) -> str:
     """The run's HTML report: evaluation metrics, training curves, counts, sample recommendations.
 
@@ -28,6 +33,7 @@ def write_report(
         run_id: The run's id.
         models: ``{model name: model folder or None}`` of the run's training tasks (``None``: skipped).
         summary: The publish task's output (counts, model version).
+        serving: The recommend stage's metrics (sources, policy, index, retrieval-size experiment).
 
     Returns:
         The report's path.
@@ -82,6 +88,8 @@ def write_report(
         metrics["quarantined_rows"] = float(len(quarantine))
     except FileNotFoundError:
         pass
+    metrics.update(serving or {})
+    bars.update(serving_charts(serving or {}, k))
     samples = sample_recommendations(settings, run_date, n_users=5, top=5)
     path = settings.reports_dir / run_id / "report.html"
     write_run_report(
@@ -101,6 +109,41 @@ def write_report(
         samples=samples,
     )
     return str(path)
+
+
+NOT_POLICY_DROPS = frozenset({"cut", "short_users"})
+"""Counts of the policy step that are not a rule's drops: rows ranked below K, users left short of K."""
+
+
+def serving_charts(serving: dict[str, float], k: int) -> dict[str, dict[str, float]]:
+    """Bar charts of the recommend stage: each source's share, policy drops, the retrieval-size experiment."""
+    from recsys.retrieval.sources import SOURCES
+
+    charts: dict[str, dict[str, float]] = {}
+    published = {s: serving[f"published_{s}"] for s in SOURCES if serving.get(f"published_{s}")}
+    if published:
+        charts["Published recommendations by source (an item counts for each source that proposed it)"] = published
+    proposed = {s: serving[f"candidates_{s}"] for s in SOURCES if serving.get(f"candidates_{s}")}
+    if proposed:
+        charts["Candidates proposed by source"] = proposed
+    drops = {
+        rule: v
+        for key, v in serving.items()
+        if key.startswith("policy_dropped_") and (rule := key.removeprefix("policy_dropped_")) not in NOT_POLICY_DROPS
+    }
+    if drops:
+        charts["Policy: rows dropped per rule"] = drops
+    names = [key.removeprefix("retrieval_").removesuffix(f"_recall_at_{k}") for key in serving]
+    sizes = [n for n in names if f"retrieval_{n}_recall_at_{k}" in serving]
+    for metric, title in (
+        (f"recall_at_{k}", f"Retrieval size: recall@{k} of the final lists vs ranking the whole catalogue"),
+        (f"ndcg_at_{k}", f"Retrieval size: test NDCG@{k} of the final lists (full = the whole catalogue)"),
+        ("seconds", "Retrieval size: seconds for the experiment's users"),
+    ):
+        row = {n: serving[f"retrieval_{n}_{metric}"] for n in [*sizes, "full"] if f"retrieval_{n}_{metric}" in serving}
+        if row:
+            charts[title] = row
+    return charts
 
 
 def sample_recommendations(settings: Settings, run_date: str, *, n_users: int = 3, top: int = 5) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from recsys.config import MODEL_SETTINGS, Settings, SyntheticConfig, run_id_for
+from recsys.config import MODEL_SETTINGS, PolicyConfig, RetrievalConfig, Settings, SyntheticConfig, run_id_for
 
 
 def spark_job_args(settings: Settings, run_date: str) -> dict[str, list[str]]:
@@ -62,8 +62,13 @@ def spark_job_args(settings: Settings, run_date: str) -> dict[str, list[str]]:
     return {"ingest": ingest, "build_tables": build}
 
 
-SECTIONS: dict[str, Any] = {"synthetic": SyntheticConfig, **MODEL_SETTINGS}
-"""Nested settings set by ``<section>_<field>`` params: the generator's and every registered model's."""
+SECTIONS: dict[str, Any] = {
+    "synthetic": SyntheticConfig,
+    "retrieval": RetrievalConfig,
+    "policy": PolicyConfig,
+    **MODEL_SETTINGS,
+}
+"""Nested settings set by ``<section>_<field>`` params: the generator's, retrieval, policy and every model's."""
 
 
 def resolve_run(overrides: dict[str, Any], run_date: str | None, fallback_date: datetime | None) -> dict[str, Any]:

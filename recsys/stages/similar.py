@@ -13,7 +13,12 @@ from recsys.lake import read_partition, write_partition
 
 
 def build_similar_items(settings: Settings, run_date: str, models: dict[str, str | None]) -> dict[str, Any]:
-    """Exact nearest items of every item; writes ``similar_items`` (one list per item and source).
+    """Nearest items of every item; writes ``similar_items`` (one list per item and source).
+
+    The index is chosen per source by :func:`recsys.retrieval.choice.build_index` from
+    ``settings.retrieval`` (exact faiss flat search up to ``exact_max_items`` items, an
+    approximate index above, replaced by exact search if its measured recall@10 is
+    below ``recall_floor``).
 
     Sources: ``cf``, by the explicit CF item vectors, among the items with training
     ratings (CF has learnt nothing about the others); ``two_tower``, by the two-tower
@@ -24,10 +29,15 @@ def build_similar_items(settings: Settings, run_date: str, models: dict[str, str
         settings: The run's settings.
         run_date: ``YYYY-MM-DD`` of the lake partitions.
         models: ``{model name: model folder or None}`` of the run's training tasks.
+
+    Returns:
+        ``{"path": partition written, "rows": rows, "index": {source: info}}``; info is
+        :func:`~recsys.retrieval.similar.similar_items_with_info`'s (kind used, recall@10,
+        fallback, seconds), for the run's metrics.
     """
     from recsys.models.cf import CFModel
     from recsys.models.two_tower import TwoTowerModel
-    from recsys.retrieval.similar import similar_items
+    from recsys.retrieval.similar import similar_items_with_info
 
     model = CFModel.load(Path(str(models["cf"])))
     tower_dir = models.get("two_tower")
@@ -42,11 +52,14 @@ def build_similar_items(settings: Settings, run_date: str, models: dict[str, str
         known = catalogue[catalogue < tower.n_items]
         parts.append((known, tower.item_emb[known], "two_tower"))
     frames = []
+    index_info: dict[str, dict[str, Any]] = {}
     for ids, vectors, source in parts:
-        sim = similar_items(vectors, settings.n_neighbors, source=source)
+        sim, index_info[source] = similar_items_with_info(
+            vectors, settings.n_neighbors, source=source, retrieval=settings.retrieval, seed=settings.seed
+        )
         sim["item_idx"] = ids[sim["item_idx"].to_numpy()].astype(np.int32)
         sim["neighbor_idx"] = ids[sim["neighbor_idx"].to_numpy()].astype(np.int32)
         frames.append(sim)
     sim = pd.concat(frames, ignore_index=True)
     path = write_partition(sim, settings.lake, "similar_items", run_date)
-    return {"path": str(path), "rows": len(sim)}
+    return {"path": str(path), "rows": len(sim), "index": index_info}

@@ -3,18 +3,23 @@
 Consumers read ``recommendations_latest`` / ``similar_items_latest`` (or
 :meth:`Store.read_recommendations`); the pipeline calls :meth:`Store.publish`,
 which writes to staging, audits and switches the live run in one transaction.
+:data:`CANDIDATE_SOURCES` names the candidate sources a recommendation's ``source``
+may list (joined by :data:`SOURCE_SEPARATOR`, in that order).
 """
 
-from recsys.store.audit import AuditReport, audit_run, check_schema
+from recsys.store.audit import CANDIDATE_SOURCES, SOURCE_SEPARATOR, AuditReport, audit_run, check_schema
 from recsys.store.base import (
     FAILED,
     PUBLISHED,
+    RECOMMENDATION_COLUMNS,
     ROLLED_BACK,
     RUN_STATUSES,
+    SCHEMA_VERSION,
     STAGED,
     PublishError,
     RollbackError,
     RunInfo,
+    SchemaVersionError,
     Store,
     StoreError,
 )
@@ -23,10 +28,14 @@ from recsys.store.postgres import PostgresStore
 from recsys.store.sqlite import SQLiteStore
 
 __all__ = [
+    "CANDIDATE_SOURCES",
     "FAILED",
     "PUBLISHED",
+    "RECOMMENDATION_COLUMNS",
     "ROLLED_BACK",
     "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SOURCE_SEPARATOR",
     "STAGED",
     "AuditReport",
     "PostgresStore",
@@ -34,6 +43,7 @@ __all__ = [
     "RollbackError",
     "RunInfo",
     "SQLiteStore",
+    "SchemaVersionError",
     "Store",
     "StoreError",
     "audit_run",

@@ -12,14 +12,24 @@ e.g. ``"missing_users: 2 expected users have no recommendations (e.g. ['u7', 'u9
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-RECOMMENDATION_INPUT_COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "reason")
+CANDIDATE_SOURCES: tuple[str, ...] = ("similar", "genre", "segment", "embedding", "new", "popular", "profile")
+"""The candidate sources a recommendation may name, in their fixed order.
+
+A recommendation's ``source`` is the sources that proposed it joined by ``+`` in this
+order, e.g. ``similar`` or ``similar+genre+popular``. The retrieval code names its
+sources with these strings (one list for the pipeline and the audit)."""
+SOURCE_SEPARATOR = "+"
+"""Joins the source names of one recommendation."""
+
+RECOMMENDATION_INPUT_COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "reason", "source")
 """Columns of the recommendations frame given to ``Store.publish`` (one row per user and rank)."""
 SIMILAR_ITEM_INPUT_COLUMNS: tuple[str, ...] = ("item_id", "rank", "neighbor_id", "distance", "source")
 """Columns of the similar-items frame given to ``Store.publish`` (one row per item, source and rank)."""
@@ -39,6 +49,10 @@ DUPLICATE_ITEMS = "duplicate_items"
 SEEN_ITEMS = "seen_items"
 NON_FINITE_SCORES = "non_finite_scores"
 UNKNOWN_ITEMS = "unknown_items"
+MISSING_SOURCES = "missing_sources"
+UNKNOWN_SOURCES = "unknown_sources"
+UNORDERED_SOURCES = "unordered_sources"
+BLOCKED_ITEMS = "blocked_items"
 NO_SIMILAR_ITEMS = "no_similar_items"
 SIMILAR_BAD_RANKS = "similar_bad_ranks"
 SIMILAR_DUPLICATE_NEIGHBORS = "similar_duplicate_neighbors"
@@ -70,6 +84,7 @@ class AuditReport:
         n_recommendations: Number of recommendation rows.
         n_similar_items: Number of distinct (item, source) lists in the similar items.
         n_similar_rows: Number of similar-item rows.
+        n_blocked_items: Number of blocked item ids the recommendations were checked against.
     """
 
     problems: list[str] = field(default_factory=list)
@@ -79,6 +94,7 @@ class AuditReport:
     n_recommendations: int = 0
     n_similar_items: int = 0
     n_similar_rows: int = 0
+    n_blocked_items: int = 0
 
     @property
     def ok(self) -> bool:
@@ -101,6 +117,7 @@ class AuditReport:
             "n_recommendations": self.n_recommendations,
             "n_similar_items": self.n_similar_items,
             "n_similar_rows": self.n_similar_rows,
+            "n_blocked_items": self.n_blocked_items,
         }
 
 
@@ -209,8 +226,76 @@ def _non_finite(frame: pd.DataFrame, column: str, code: str, *, example_column: 
     ]
 
 
+def _source_kind(source: str | None) -> str | None:
+    """Which source problem one ``source`` value has: a problem code, or None when it is fine."""
+    if source is None or not source.strip():
+        return MISSING_SOURCES
+    parts = source.split(SOURCE_SEPARATOR)
+    if any(part not in CANDIDATE_SOURCES for part in parts):
+        return UNKNOWN_SOURCES
+    positions = [CANDIDATE_SOURCES.index(part) for part in parts]
+    if any(a >= b for a, b in itertools.pairwise(positions)):
+        return UNORDERED_SOURCES
+    return None
+
+
+def _row_labels(rows: pd.DataFrame) -> list[str]:
+    """``user/item (rank r)`` of the first few rows by (user, rank): examples of offending rows."""
+    first = rows.sort_values(["user_id", "rank"]).head(_EXAMPLES)
+    labels = []
+    for user, item, rank in first[["user_id", "item_id", "rank"]].itertuples(index=False, name=None):
+        shown = int(rank) if isinstance(rank, int | float | np.number) and np.isfinite(rank) else rank
+        labels.append(f"{user}/{item} (rank {shown})")
+    return labels
+
+
+def _source_problems(recs: pd.DataFrame) -> list[str]:
+    """Problems of the ``source`` column (checked once per distinct value, so cheap on big runs)."""
+    values = recs["source"]
+    kinds = {value: _source_kind(value) for value in set(values)}
+    kind = pd.Series([kinds[value] for value in values], index=values.index, dtype=object)
+    problems = []
+    messages = {
+        MISSING_SOURCES: "recommendations have no source (null or empty)",
+        UNKNOWN_SOURCES: f"recommendations name a source not in {list(CANDIDATE_SOURCES)}",
+        UNORDERED_SOURCES: "recommendations list a source twice or out of the order "
+        + SOURCE_SEPARATOR.join(CANDIDATE_SOURCES),
+    }
+    for code, message in messages.items():
+        bad = recs[kind == code]
+        if bad.empty:
+            continue
+        if code == MISSING_SOURCES:
+            examples: Iterable[Any] = _row_labels(bad)
+        else:
+            examples = bad["source"].unique()
+        problems.append(_problem(code, f"{len(bad)} {message}", examples))
+    return problems
+
+
+def _blocked_problems(recs: pd.DataFrame, blocked: frozenset[str]) -> list[str]:
+    if not blocked:
+        return []
+    hits = recs[recs["item_id"].isin(blocked)]
+    if hits.empty:
+        return []
+    return [
+        _problem(
+            BLOCKED_ITEMS,
+            f"{len(hits)} recommendations of {hits['user_id'].nunique()} users are blocked items "
+            f"({hits['item_id'].nunique()} distinct)",
+            _row_labels(hits),
+        )
+    ]
+
+
 def _audit_recommendations(
-    recs: pd.DataFrame, expected: frozenset[str], known: frozenset[str], seen: pd.DataFrame, k: int
+    recs: pd.DataFrame,
+    expected: frozenset[str],
+    known: frozenset[str],
+    seen: pd.DataFrame,
+    k: int,
+    blocked: frozenset[str],
 ) -> list[str]:
     if recs.empty:
         return [_problem(NO_RECOMMENDATIONS, "the run has no recommendation rows")]
@@ -251,6 +336,8 @@ def _audit_recommendations(
     unknown = set(recs["item_id"].dropna()) - known
     if unknown:
         problems.append(_problem(UNKNOWN_ITEMS, f"{len(unknown)} recommended items are not in the catalogue", unknown))
+    problems += _source_problems(recs)
+    problems += _blocked_problems(recs, blocked)
     return problems
 
 
@@ -292,14 +379,18 @@ def audit_run(
     known_items: Iterable[str],
     seen: pd.DataFrame,
     k: int,
+    blocked_items: Collection[str] = (),
 ) -> AuditReport:
     """Audit one run's rows.
 
     Checks: every expected user has exactly ``k`` rows with ranks ``1..k``; no user
     that is not expected; no item twice in one user's list; no (user, item) pair of
     ``seen``; finite scores; every ``item_id`` and ``neighbor_id`` in ``known_items``;
-    no nulls in key columns; similar items non-empty, with distinct ranks starting at
-    1 and no repeated neighbour per (item, source), and finite distances.
+    every ``source`` non-empty, made of :data:`CANDIDATE_SOURCES` names joined by ``+``
+    in that order (codes ``missing_sources``, ``unknown_sources``, ``unordered_sources``);
+    no item of ``blocked_items`` recommended (code ``blocked_items``, naming a few
+    user/item/rank rows); no nulls in key columns; similar items non-empty, with distinct
+    ranks starting at 1 and no repeated neighbour per (item, source), and finite distances.
 
     Ids are compared as strings, so integer ids in ``seen`` or the id sets are fine.
 
@@ -311,6 +402,8 @@ def audit_run(
         known_items: The catalogue: every recommended item and neighbour must be in it.
         seen: (user_id, item_id) pairs the user already rated; none may be recommended.
         k: Number of recommendations per user (>= 1).
+        blocked_items: Item ids the run's policy forbids (blocked ids and the items of
+            blocked genres); none may be recommended. Similar items are not checked.
 
     Returns:
         The report; ``report.ok`` is True when no check failed.
@@ -321,6 +414,7 @@ def audit_run(
     check_arguments(seen, k)
     expected = frozenset(str(u) for u in expected_users)
     known = frozenset(str(i) for i in known_items)
+    blocked = frozenset(str(i) for i in blocked_items)
 
     problems = _missing_columns(recommendations, RECOMMENDATION_INPUT_COLUMNS, "recommendations")
     problems += _missing_columns(similar_items, SIMILAR_ITEM_INPUT_COLUMNS, "similar_items")
@@ -330,6 +424,7 @@ def audit_run(
             user_id=_as_ids(recommendations["user_id"]),
             item_id=_as_ids(recommendations["item_id"]),
             rank=pd.to_numeric(recommendations["rank"], errors="coerce"),
+            source=_as_ids(recommendations["source"]),
         )
         sims = similar_items.assign(
             item_id=_as_ids(similar_items["item_id"]),
@@ -337,7 +432,7 @@ def audit_run(
             neighbor_id=_as_ids(similar_items["neighbor_id"]),
             source=_as_ids(similar_items["source"]),
         )
-        problems += _audit_recommendations(recs, expected, known, seen, k)
+        problems += _audit_recommendations(recs, expected, known, seen, k, blocked)
         problems += _audit_similar_items(sims, known)
         n_users = int(recs["user_id"].nunique())
         n_rec_rows = len(recs)
@@ -351,4 +446,5 @@ def audit_run(
         n_recommendations=n_rec_rows,
         n_similar_items=n_sim_lists,
         n_similar_rows=n_sim_rows,
+        n_blocked_items=len(blocked),
     )

@@ -6,14 +6,28 @@ SQL of the contract is written once here, with ``?`` placeholders (the PostgreSQ
 backend translates them) and table names that are module constants; values are
 always bound as parameters.
 
-Tables (same names and columns on every backend):
+Tables (same names and columns on every backend; schema version :data:`SCHEMA_VERSION`):
 
+- ``store_meta``: one row per setting (``name``, ``value`` text); ``name='schema_version'``
+  holds the layout version of the store.
 - ``runs``: one row per run (``status`` is one of :data:`RUN_STATUSES`, ``metrics`` is JSON text).
-- ``recommendations``: one row per (run_id, user_id, rank).
-- ``similar_items``: one row per (run_id, item_id, rank, source).
+- ``recommendations``: one row per (run_id, user_id, rank): the item, its score, the reason
+  shown to the user, and ``source``, the candidate sources that proposed it
+  (:data:`~recsys.store.audit.CANDIDATE_SOURCES` names joined by ``+`` in that order, e.g.
+  ``similar+genre+popular``). ``source`` is NULL only on rows of runs published before
+  schema version 2 (the audit requires it on every new run).
+- ``similar_items``: one row per (run_id, item_id, rank, source); here ``source`` names the
+  vectors (``cf``, ``two_tower``, ...), not a candidate source.
 - ``live``: one row ``name='recommendations'`` naming the live run.
 - ``recommendations_staging`` / ``similar_items_staging``: rows of runs being published.
-- Views ``recommendations_latest`` / ``similar_items_latest``: the live run's rows only.
+- Views ``recommendations_latest`` / ``similar_items_latest``: the live run's rows only
+  (the same columns as the tables).
+
+Schema versions: 1 is the layout without ``store_meta`` and without
+``recommendations.source``; 2 adds both. Opening a version-1 store migrates it in place,
+in one transaction (``ADD COLUMN source`` on ``recommendations`` and its staging table,
+``recommendations_latest`` recreated; earlier runs' rows get a NULL ``source``). A store
+of a newer version than the code raises :class:`SchemaVersionError`.
 
 Publishing loads a run into staging, audits what was read back, and then, in one
 transaction, replaces the run's rows in the main tables, marks it published and
@@ -28,7 +42,7 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -61,6 +75,12 @@ replaced by :meth:`Store.rollback`."""
 LIVE_NAME = "recommendations"
 """The ``live.name`` of the pointer the ``*_latest`` views follow."""
 
+SCHEMA_VERSION = 2
+"""Layout version this code writes and reads (see the module docstring for the history)."""
+SCHEMA_VERSION_KEY = "schema_version"
+"""The ``store_meta.name`` of the schema version row."""
+
+STORE_META = "store_meta"
 RUNS = "runs"
 RECOMMENDATIONS = "recommendations"
 SIMILAR_ITEMS = "similar_items"
@@ -90,7 +110,10 @@ RECOMMENDATION_COLUMNS: tuple[str, ...] = (
     "model_version",
     "run_date",
     "generated_at",
+    "source",
 )
+"""Columns of ``recommendations``, its staging table and ``recommendations_latest`` (``source``
+last: version-1 stores get it appended by the migration, new stores have it in the same place)."""
 SIMILAR_ITEM_COLUMNS: tuple[str, ...] = ("run_id", "item_id", "rank", "neighbor_id", "distance", "source")
 
 
@@ -111,6 +134,7 @@ def _columns(names: Sequence[str], prefix: str = "") -> str:
 
 # DDL per object, in creation order; {text} etc. are filled from the backend's ColumnTypes.
 _DDL_TEMPLATES: dict[str, tuple[str, ...]] = {
+    STORE_META: ("CREATE TABLE store_meta (name {text} PRIMARY KEY, value {text} NOT NULL)",),
     RUNS: (
         "CREATE TABLE runs (run_id {text} PRIMARY KEY, run_date {date} NOT NULL, dataset {text} NOT NULL, "
         "model_version {text} NOT NULL, status {text} NOT NULL, metrics {text} NOT NULL, "
@@ -120,7 +144,7 @@ _DDL_TEMPLATES: dict[str, tuple[str, ...]] = {
         "CREATE TABLE recommendations (run_id {text} NOT NULL REFERENCES runs (run_id), "
         "user_id {text} NOT NULL, rank {integer} NOT NULL, item_id {text} NOT NULL, score {double} NOT NULL, "
         "reason {text}, model_version {text} NOT NULL, run_date {date} NOT NULL, "
-        "generated_at {timestamp} NOT NULL, PRIMARY KEY (run_id, user_id, rank))",
+        "generated_at {timestamp} NOT NULL, source {text}, PRIMARY KEY (run_id, user_id, rank))",
     ),
     SIMILAR_ITEMS: (
         "CREATE TABLE similar_items (run_id {text} NOT NULL REFERENCES runs (run_id), "
@@ -132,7 +156,7 @@ _DDL_TEMPLATES: dict[str, tuple[str, ...]] = {
     RECOMMENDATIONS_STAGING: (
         "CREATE TABLE recommendations_staging (run_id {text} NOT NULL, user_id {text}, rank {integer}, "
         "item_id {text}, score {double}, reason {text}, model_version {text}, run_date {date}, "
-        "generated_at {timestamp})",
+        "generated_at {timestamp}, source {text})",
         "CREATE INDEX IF NOT EXISTS recommendations_staging_run_id ON recommendations_staging (run_id)",
     ),
     SIMILAR_ITEMS_STAGING: (
@@ -149,6 +173,25 @@ _DDL_TEMPLATES: dict[str, tuple[str, ...]] = {
         f"FROM similar_items s JOIN live l ON l.run_id = s.run_id WHERE l.name = '{LIVE_NAME}'",
     ),
 }
+
+# Migrations: from version v to v + 1, (object, statement) pairs; a statement runs only when its
+# object exists, and _ensure_schema then creates whatever is missing (e.g. a dropped view) from
+# _DDL_TEMPLATES, so a view is migrated by dropping it.
+_MIGRATIONS: dict[int, tuple[tuple[str, str], ...]] = {
+    1: (
+        (RECOMMENDATIONS_LATEST, "DROP VIEW recommendations_latest"),
+        (RECOMMENDATIONS, "ALTER TABLE recommendations ADD COLUMN source {text}"),
+        (RECOMMENDATIONS_STAGING, "ALTER TABLE recommendations_staging ADD COLUMN source {text}"),
+    ),
+}
+_MIGRATION_NOTES: dict[int, str] = {
+    1: "added recommendations.source (NULL on the rows of earlier runs) and recreated recommendations_latest",
+}
+
+_SQL_SCHEMA_VERSION = "SELECT value FROM store_meta WHERE name = ?"
+_SQL_SET_SCHEMA_VERSION = (
+    "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
 
 # Main table, its staging table and columns: the pairs the switch copies between.
 _STAGED_TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -193,6 +236,20 @@ _SQL_REPLACE_ROWS = tuple(
 
 class StoreError(RuntimeError):
     """A store operation cannot be done (e.g. nothing to roll back to)."""
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema version is newer than this code (or unreadable): upgrade the code.
+
+    Attributes:
+        found: The store's version (None when it cannot be read).
+        supported: The version this code knows (:data:`SCHEMA_VERSION`).
+    """
+
+    def __init__(self, message: str, *, found: int | None, supported: int = SCHEMA_VERSION) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(message)
 
 
 class RollbackError(StoreError):
@@ -370,18 +427,84 @@ class Store(ABC):
     # ---- schema -------------------------------------------------------------------------------
 
     def _ensure_schema(self) -> None:
-        """Create the tables, indexes and views that do not exist yet (no write when all do)."""
-        if set(_DDL_TEMPLATES) <= self._existing_objects():
+        """Bring the store to :data:`SCHEMA_VERSION` (no write when it is there already).
+
+        An empty store gets every table, index and view; an older store is migrated in
+        place (one transaction, logged); missing objects are created.
+
+        Raises:
+            SchemaVersionError: The store is newer than this code, or its version row is unreadable.
+        """
+        existing = self._existing_objects()
+        if set(_DDL_TEMPLATES) <= existing and self._stored_version(existing) == SCHEMA_VERSION:
             return
         types = dataclasses.asdict(self.TYPES)
         with self._transaction():
             self._lock_schema()
             existing = self._existing_objects()
+            version = self._stored_version(existing)
+            if version is not None:
+                self._migrate(version, existing, types)
+                existing = self._existing_objects()
             for name, statements in _DDL_TEMPLATES.items():
                 if name not in existing:
                     for statement in statements:
                         self._execute(statement.format(**types))
                     logger.debug("created %s", name)
+            if version != SCHEMA_VERSION:
+                self._execute(_SQL_SET_SCHEMA_VERSION, (SCHEMA_VERSION_KEY, str(SCHEMA_VERSION)))
+        if version is None:
+            logger.info("created the store's tables and views (schema version %d)", SCHEMA_VERSION)
+
+    def _stored_version(self, existing: set[str]) -> int | None:
+        """The store's schema version: None for an empty store, 1 for a store without ``store_meta``.
+
+        Raises:
+            SchemaVersionError: The version is newer than :data:`SCHEMA_VERSION`, or ``store_meta``
+                has no readable version row.
+        """
+        if STORE_META not in existing:
+            return 1 if existing & set(_DDL_TEMPLATES) else None
+        rows = self._query(_SQL_SCHEMA_VERSION, (SCHEMA_VERSION_KEY,))
+        try:
+            version = int(rows[0][0])
+        except (IndexError, TypeError, ValueError):
+            raise SchemaVersionError(
+                f"the store's {STORE_META} table has no readable {SCHEMA_VERSION_KEY} row (found {rows!r})",
+                found=None,
+            ) from None
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the store has schema version {version}, newer than the version {SCHEMA_VERSION} this code "
+                "supports: upgrade recsys before opening it (it was not changed)",
+                found=version,
+            )
+        return version
+
+    def _migrate(self, version: int, existing: set[str], types: dict[str, str]) -> None:
+        """Run the migrations from ``version`` up to :data:`SCHEMA_VERSION` (inside the DDL transaction)."""
+        start = version
+        started = time.perf_counter()
+        while version < SCHEMA_VERSION:
+            for name, statement in _MIGRATIONS[version]:
+                if name in existing:
+                    self._execute(statement.format(**types))
+            logger.info(
+                "migrated the store schema from version %d to %d: %s", version, version + 1, _MIGRATION_NOTES[version]
+            )
+            version += 1
+        if start < SCHEMA_VERSION:
+            logger.info(
+                "store schema migrated in place from version %d to %d in %.2fs",
+                start,
+                SCHEMA_VERSION,
+                time.perf_counter() - started,
+            )
+
+    def schema_version(self) -> int:
+        """The store's schema version (:data:`SCHEMA_VERSION` once opened)."""
+        version = self._stored_version(self._existing_objects())
+        return SCHEMA_VERSION if version is None else version
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -404,8 +527,9 @@ class Store(ABC):
 
         Returns:
             One row per (user, rank), ordered by user_id, rank; columns
-            ``run_id, user_id, rank, item_id, score, reason, model_version, run_date, generated_at``.
-            Empty when nothing is live / the run has no rows.
+            ``run_id, user_id, rank, item_id, score, reason, model_version, run_date, generated_at,
+            source`` (:data:`RECOMMENDATION_COLUMNS`; ``source`` is None on rows of runs published
+            before schema version 2). Empty when nothing is live / the run has no rows.
         """
         table = RECOMMENDATIONS if run_id is not None else RECOMMENDATIONS_LATEST
         return self._select(table, RECOMMENDATION_COLUMNS, "user_id, rank", run_id=run_id, user_id=user_id)
@@ -446,6 +570,7 @@ class Store(ABC):
         known_items: Iterable[str],
         seen: pd.DataFrame,
         k: int,
+        blocked_items: Collection[str] = (),
     ) -> AuditReport:
         """Write, audit and atomically publish one run.
 
@@ -457,12 +582,16 @@ class Store(ABC):
         Args:
             run: Run metadata; ``model_version``, ``run_date`` and ``generated_at`` are
                 added to every recommendation row.
-            recommendations: One row per (user, rank): ``user_id, rank, item_id, score, reason``.
+            recommendations: One row per (user, rank): ``user_id, rank, item_id, score, reason,
+                source`` (``source``: the candidate sources that proposed the item, e.g.
+                ``similar+popular``; see :data:`~recsys.store.audit.CANDIDATE_SOURCES`).
             similar_items: One row per (item, source, rank): ``item_id, rank, neighbor_id, distance, source``.
             expected_users: Users that must each get exactly ``k`` rows.
             known_items: Catalogue of valid item ids.
             seen: ``user_id, item_id`` pairs the users already rated.
             k: Recommendations per user.
+            blocked_items: Item ids the run's policy forbids; a run recommending one fails
+                its audit (``blocked_items``).
 
         Returns:
             The passing audit report.
@@ -479,6 +608,7 @@ class Store(ABC):
         started = time.perf_counter()
         expected = frozenset(str(u) for u in expected_users)
         known = frozenset(str(i) for i in known_items)
+        blocked = frozenset(str(i) for i in blocked_items)
         self._execute(
             _SQL_BEGIN_RUN,
             (
@@ -494,7 +624,7 @@ class Store(ABC):
             ),
         )
         try:
-            report = self._stage_and_audit(run, recommendations, similar_items, expected, known, seen, k)
+            report = self._stage_and_audit(run, recommendations, similar_items, expected, known, seen, k, blocked)
             if not report.ok:
                 with self._transaction():
                     self._clear_staging(run.run_id)
@@ -527,11 +657,12 @@ class Store(ABC):
         known: frozenset[str],
         seen: pd.DataFrame,
         k: int,
+        blocked: frozenset[str],
     ) -> AuditReport:
         """Load the run into staging (replacing earlier staging rows of it) and audit what reads back."""
         problems = check_schema(recommendations, similar_items)
         if problems:
-            return AuditReport(problems=problems, k=k, n_expected_users=len(expected))
+            return AuditReport(problems=problems, k=k, n_expected_users=len(expected), n_blocked_items=len(blocked))
         started = time.perf_counter()
         rec_rows = _rows(
             recommendations[list(RECOMMENDATION_INPUT_COLUMNS)],
@@ -558,7 +689,15 @@ class Store(ABC):
 
         staged_recs = self._select(RECOMMENDATIONS_STAGING, RECOMMENDATION_COLUMNS, "user_id, rank", run_id=run.run_id)
         staged_sims = self._select(SIMILAR_ITEMS_STAGING, SIMILAR_ITEM_COLUMNS, "item_id, rank", run_id=run.run_id)
-        report = audit_run(staged_recs, staged_sims, expected_users=expected, known_items=known, seen=seen, k=k)
+        report = audit_run(
+            staged_recs,
+            staged_sims,
+            expected_users=expected,
+            known_items=known,
+            seen=seen,
+            k=k,
+            blocked_items=blocked,
+        )
         mismatches = [
             f"{LOAD_MISMATCH}: staging holds {len(staged)} {name} rows, {len(given)} were given"
             for name, staged, given in (

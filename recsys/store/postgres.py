@@ -31,6 +31,9 @@ class PostgresStore(Store):
         url: libpq connection string or URL, e.g. ``postgresql://user@host:5432/db``;
             ``?options=-csearch_path%3Dname`` selects a schema too.
         schema: Schema to create (if missing) and use for all tables and views.
+
+    Raises:
+        SchemaVersionError: The schema holds a store of a newer schema version than this code.
     """
 
     TYPES = ColumnTypes(text="TEXT", date="DATE", timestamp="TIMESTAMPTZ", integer="INTEGER", double="DOUBLE PRECISION")

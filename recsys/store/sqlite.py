@@ -23,6 +23,9 @@ class SQLiteStore(Store):
     Args:
         path: Database file (created, with its parent folders, if missing).
         timeout: Seconds to wait for another writer's lock before failing.
+
+    Raises:
+        SchemaVersionError: The file holds a store of a newer schema version than this code.
     """
 
     TYPES = ColumnTypes(text="TEXT", date="TEXT", timestamp="TEXT", integer="INTEGER", double="REAL")
@@ -32,10 +35,14 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit; transactions are explicit (see _transaction).
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._ensure_schema()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._ensure_schema()
+        except BaseException:
+            self._conn.close()
+            raise
         logger.debug("opened SQLite store %s", self.path)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:

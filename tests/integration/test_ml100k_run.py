@@ -47,3 +47,12 @@ def test_ml100k_nightly_run(tmp_path: Path, ml100k_dir: Path) -> None:
     assert recs["user_id"].nunique() == 943
     assert (recs.groupby("user_id").size() == 10).all()
     assert recs.merge(ratings[["user_id", "item_id"]], on=["user_id", "item_id"]).empty
+    # The recommend stage on real data: every source contributes, new items (no training ratings in
+    # u1.base) reach users, and the served candidate set ranks at least as well as the two-source one.
+    with open_store(settings.resolved_store_url) as store:
+        served = store.list_runs().set_index("run_id").loc["ml-100k_20261120", "metrics"]
+    for source in ("similar", "genre", "segment", "embedding", "new", "popular"):
+        assert served[f"published_{source}"] > 0, source
+    assert served["new_items"] > 0 and served["new_items_published"] > 0
+    assert served["retrieval_served_ndcg_at_10"] >= served["retrieval_two_sources_ndcg_at_10"], served
+    assert served["retrieval_served_recall_at_10"] >= 0.95

@@ -19,6 +19,8 @@ import pytest
 from recsys.config import Settings
 from recsys.lake import partition_dir, read_partition
 from recsys.orchestration import dag_run_state, dags_test
+from recsys.ranking.reasons import TEMPLATES
+from recsys.retrieval.sources import SOURCES
 from recsys.store import open_store
 from tests.conftest import write_ml100k_layout
 
@@ -67,6 +69,13 @@ def test_every_user_gets_k_unseen_recommendations(home: Path, first_run: pd.Data
     assert seen.empty, f"{len(seen)} recommendations were already rated"
     assert recs["reason"].str.len().gt(0).all()
     assert recs["run_id"].nunique() == 1 and recs["run_id"].iloc[0] == "synthetic_20261127"
+    # Every row names the sources that proposed it, in SOURCES order; the reason names the first.
+    parts = recs["source"].str.split("+")
+    assert parts.map(lambda p: set(p) <= set(SOURCES) and p == sorted(p, key=SOURCES.index)).all()
+    assert recs["source"].str.contains("+", regex=False).any()  # a candidate several sources proposed keeps all
+    prefix = parts.str[0].map(lambda s: TEMPLATES[s].split("{detail}")[0])
+    named = [r.startswith(p) for r, p in zip(recs["reason"], prefix, strict=True)]
+    assert all(named), recs.loc[[not n for n in named], ["source", "reason"]].head()
 
 
 def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
@@ -136,6 +145,24 @@ def test_run_artifacts(home: Path, first_run: pd.DataFrame) -> None:
     assert run["metrics"]["autorec_test_rmse"] == pytest.approx(autorec["autorec_test_rmse"])
     assert run["metrics"]["two_tower_ndcg"] == pytest.approx(tower["two_tower_ndcg"])
     assert "two-tower" in report
+    # The recommend stage's figures: sources, the index's measured recall, the retrieval-size experiment.
+    for key in (
+        "candidates_similar",
+        "candidates_popular",
+        "published_embedding",
+        "index_embedding_recall_at_10",
+        "index_similar_cf_recall_at_10",
+        "users_short_of_k",
+        "retrieval_50_recall_at_10",
+        "retrieval_1000_ndcg_at_10",
+        "retrieval_served_ndcg_at_10",
+        "retrieval_full_ndcg_at_10",
+    ):
+        assert key in run["metrics"], key
+    assert run["metrics"]["users_short_of_k"] == 0 and run["metrics"]["index_embedding_recall_at_10"] == 1.0
+    assert 0 < run["metrics"]["retrieval_50_recall_at_10"] <= run["metrics"]["retrieval_1000_recall_at_10"] <= 1
+    for title in ("Candidates proposed by source", "Retrieval size: recall@10", "Retrieval size: test NDCG@10"):
+        assert title in report, title
     assert "two_tower: training curves" in report and "validation loss, users as new" in report  # early stopping
 
 
@@ -148,7 +175,7 @@ def test_rerun_same_date_replaces_outputs(home: Path, first_run: pd.DataFrame) -
         runs = store.list_runs()
     assert (runs["run_id"] == "synthetic_20261127").sum() == 1
     assert len(again) == len(first_run)
-    cols = ["user_id", "rank", "item_id", "reason"]
+    cols = ["user_id", "rank", "item_id", "reason", "source"]
     pd.testing.assert_frame_equal(again[cols].reset_index(drop=True), first_run[cols].reset_index(drop=True))
     pd.testing.assert_series_equal(
         again["score"].reset_index(drop=True), first_run["score"].reset_index(drop=True), rtol=1e-6
@@ -244,3 +271,42 @@ def test_tune_writes_parameters_the_next_training_uses(home: Path, first_run: pd
     given = Settings(home=tmp_path, dataset="synthetic", cf={"epochs": 3})
     assert model_params(given, "cf", split)[0].epochs == 3  # an explicit setting beats the search
     assert model_params(Settings(home=tmp_path, use_tuned=False), "cf", split)[1] == {"tuned": False}
+
+
+def test_policy_params_and_file_hold_in_the_published_lists(
+    home: Path, first_run: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A run with a policy (a file and DAG params): nothing blocked is published, the cap holds, everyone gets K."""
+    popular = first_run["item_id"].value_counts().index[:3].tolist()  # items the first run recommended most
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(json.dumps({"blocked_items": popular[:2]}))
+    settings = Settings(home=home, dataset="synthetic")
+    items = read_partition(settings.lake, "items", DATE)
+    genres = items["genres"].explode().dropna().value_counts()
+    blocked_genre = str(genres.index[-1])  # the rarest genre: blocking it leaves enough items
+    date = "2026-12-01"
+    conf = {
+        **CONF,
+        "policy_file": str(policy_file),
+        "policy_blocked_items": popular[2:3],
+        "policy_blocked_genres": [blocked_genre],
+        "policy_genre_cap": 4,
+        "policy_mmr_weight": 0.3,
+        "policy_min_item_ratings": 3,
+    }
+    _run(home, date, conf)
+    with open_store(settings.resolved_store_url) as store:
+        recs = store.read_recommendations()
+        run = store.list_runs().set_index("run_id").loc["synthetic_20261201"]
+    assert (recs["run_id"] == "synthetic_20261201").all() and (recs.groupby("user_id").size() == 10).all()
+    assert not recs["item_id"].isin(popular).any()
+    listed = recs.merge(items[["item_id", "genres"]], on="item_id").explode("genres")
+    assert not (listed["genres"] == blocked_genre).any()
+    assert listed.groupby(["user_id", "genres"]).size().max() <= 4
+    ratings = read_partition(settings.lake, "ratings", date)
+    n_train = ratings[ratings["split"] == "train"].groupby("item_id").size()
+    assert n_train.reindex(recs["item_id"].unique()).fillna(0).min() >= 3
+    metrics = run["metrics"]
+    assert metrics["policy_dropped_blocked_item"] > 0 and metrics["policy_dropped_genre_cap"] > 0, metrics
+    report = (home / "reports" / "synthetic_20261201" / "report.html").read_text()
+    assert "Policy: rows dropped per rule" in report

@@ -155,3 +155,24 @@ def test_load_refuses_a_manifest_that_names_another_model(
     (path / "manifest.json").write_text(json.dumps({"model": other}))
     with pytest.raises(ValueError, match="does not save kind"):
         load_model(path)
+
+
+def test_retrieval_vectors_rank_each_users_items_as_score_users_does(fitted: tuple[ModelSpec, TrainedModel]) -> None:
+    """A model that offers retrieval vectors (the ANN index searches them) orders items as its scores do.
+
+    For the ranker (a blend) the vectors are its factorisation member's: checked against that member.
+    """
+    model_spec, model = fitted
+    target = model
+    if model_spec.name == "ranker":
+        target = next(m for m in model.models if hasattr(m, "retrieval_vectors"))  # type: ignore[attr-defined]
+    if not hasattr(model, "retrieval_vectors") or model.retrieval_vectors() is None:  # type: ignore[attr-defined]
+        pytest.skip(f"{model_spec.name} has no retrieval vectors (served by dense scores)")
+    users, items = model.retrieval_vectors()  # type: ignore[attr-defined]
+    assert users.shape == (model.n_users, items.shape[1]) and items.shape[0] == model.n_items
+    sample = np.arange(0, model.n_users, max(1, model.n_users // 20))
+    dots = users[sample].astype(np.float64) @ items.T.astype(np.float64)
+    scores = np.asarray(target.score_users(sample), dtype=np.float64)
+    for d, s in zip(dots, scores, strict=True):  # the same order: scores differ from dots by a per-user constant
+        # (or, for a non-softmax two-tower, a monotone head)
+        assert np.corrcoef(np.argsort(np.argsort(d)), np.argsort(np.argsort(s)))[0, 1] > 0.999

@@ -23,6 +23,7 @@ def good_recs() -> pd.DataFrame:
             "item_id": ["i3", "i4", "i1", "i5"],
             "score": [0.9, 0.8, 0.7, 0.6],
             "reason": ["r", "r", "r", "r"],
+            "source": ["similar", "similar+genre+popular", "embedding", "new+profile"],
         }
     )
 
@@ -55,7 +56,8 @@ def test_clean_run_passes_with_counts() -> None:
     assert report.problems == []
     assert (report.n_users, report.n_expected_users, report.n_recommendations) == (2, 2, 4)
     assert (report.n_similar_items, report.n_similar_rows, report.k) == (2, 3, 2)
-    assert report.as_dict()["ok"] is True
+    assert report.n_blocked_items == 0
+    assert report.as_dict()["ok"] is True and report.as_dict()["n_blocked_items"] == 0
 
 
 def test_integer_ids_compare_as_strings() -> None:
@@ -212,3 +214,90 @@ def test_caller_errors_raise() -> None:
         run_audit(k=0)
     with pytest.raises(ValueError, match="seen lacks"):
         run_audit(seen=pd.DataFrame({"user": []}))
+
+
+# ---- source ----------------------------------------------------------------------------------
+
+
+def test_candidate_sources_are_the_known_names() -> None:
+    assert audit.CANDIDATE_SOURCES == ("similar", "genre", "segment", "embedding", "new", "popular", "profile")
+    every = audit.SOURCE_SEPARATOR.join(audit.CANDIDATE_SOURCES)
+    assert run_audit(good_recs().assign(source=[every, "profile", "segment", "genre+new"])).ok
+
+
+def test_missing_source_column() -> None:
+    report = run_audit(good_recs().drop(columns=["source"]))
+    assert report.codes == [audit.MISSING_COLUMNS] and "source" in report.problems[0]
+    assert check_schema(good_recs().drop(columns=["source"]), good_sims())[0].startswith(audit.MISSING_COLUMNS)
+
+
+@pytest.mark.parametrize("bad", [None, math.nan, "", "  "])
+def test_null_or_empty_source(bad: object) -> None:
+    recs = good_recs()
+    recs["source"] = recs["source"].astype(object)
+    recs.loc[1, "source"] = bad
+    problem = only(run_audit(recs), audit.MISSING_SOURCES)
+    assert problem.startswith("missing_sources: 1 recommendations have no source")
+    assert "u1/i4 (rank 2)" in problem
+
+
+@pytest.mark.parametrize("bad", ["cf", "similar+cf", "Similar", "similar++genre", "similar+", " similar"])
+def test_unknown_source(bad: str) -> None:
+    problem = only(run_audit(good_recs().assign(source=["similar", bad, "genre", "new"])), audit.UNKNOWN_SOURCES)
+    assert repr(bad) in problem
+
+
+@pytest.mark.parametrize("bad", ["genre+similar", "popular+new", "similar+similar"])
+def test_sources_out_of_order_or_repeated(bad: str) -> None:
+    problem = only(run_audit(good_recs().assign(source=["similar", bad, bad, "new"])), audit.UNORDERED_SOURCES)
+    assert problem.startswith("unordered_sources: 2 recommendations") and repr(bad) in problem
+
+
+def test_source_problems_are_reported_separately() -> None:
+    report = run_audit(good_recs().assign(source=[None, "x", "genre+similar", "similar"]))
+    assert report.codes == [audit.MISSING_SOURCES, audit.UNKNOWN_SOURCES, audit.UNORDERED_SOURCES]
+
+
+def test_similar_items_sources_are_not_candidate_sources() -> None:
+    assert run_audit(sims=good_sims().assign(source="two_tower")).ok  # vectors, not candidate sources
+
+
+# ---- blocked items ---------------------------------------------------------------------------
+
+
+def test_blocked_item() -> None:
+    report = run_audit(blocked_items={"i4", "i5", "i6"})
+    problem = only(report, audit.BLOCKED_ITEMS)
+    assert problem.startswith("blocked_items: 2 recommendations of 2 users are blocked items (2 distinct)")
+    assert "u1/i4 (rank 2)" in problem and "u2/i5 (rank 2)" in problem
+    assert report.n_blocked_items == 3 and report.as_dict()["n_blocked_items"] == 3
+
+
+def test_blocked_items_not_recommended_pass() -> None:
+    report = run_audit(blocked_items=["i6", "not-in-the-catalogue"])
+    assert report.ok and report.n_blocked_items == 2
+
+
+def test_blocked_items_compare_as_strings_and_examples_are_capped() -> None:
+    users = [f"u{n}" for n in range(10)]
+    recs = pd.DataFrame(
+        {
+            "user_id": [u for u in users for _ in (1, 2)],
+            "rank": [1, 2] * len(users),
+            "item_id": [1, 2] * len(users),
+            "score": [0.9, 0.8] * len(users),
+            "reason": "r",
+            "source": "popular",
+        }
+    )
+    report = audit_run(
+        recs, good_sims(), expected_users=users, known_items=[1, 2, *ITEMS], seen=seen(), k=K, blocked_items=[2]
+    )
+    problem = only(report, audit.BLOCKED_ITEMS)
+    assert problem.startswith("blocked_items: 10 recommendations of 10 users") and problem.count("(rank 2)") == 5
+
+
+def test_blocked_and_seen_are_both_reported() -> None:
+    recs = good_recs().assign(item_id=["i1", "i4", "i1", "i5"])
+    report = run_audit(recs, blocked_items=["i1"])
+    assert report.codes == [audit.SEEN_ITEMS, audit.BLOCKED_ITEMS]
