@@ -116,8 +116,26 @@ def run(n_users: int, n_items: int, *, d: int = 64, per_user: int = 145, block: 
     def finish(frame: Any) -> Any:
         return apply_policy(frame, rules, top_k=10)
 
+    from recsys.ranking.exploration import reserve_new_items, take_reserved_slots
+    from recsys.ranking.reasons import TEMPLATES
+
     t1 = time.monotonic()
-    served = serve_blocks(np.arange(n_users), data, model, finish, Explainer(), block=block, label="bench")
+    reserved = reserve_new_items(new_items, np.arange(n_users), new_item_scores(vectors, new_items), 20, n_users)
+
+    def reserve(recs: Any, scorer: Any) -> Any:
+        return take_reserved_slots(
+            recs,
+            reserved,
+            top_k=10,
+            seen=lambda uu, ii: data.seen.contains(uu, ii, n_items),
+            score=scorer.predict,
+            reason=TEMPLATES["new"],
+        )
+
+    explainer = Explainer(titles={j: f"item {j}" for j in range(n_items)}, genres=[f"g{j}" for j in range(n_genres)])
+    served = serve_blocks(
+        np.arange(n_users), data, model, finish, explainer, block=block, label="bench", reserve=reserve
+    )
     seconds = time.monotonic() - t1
     recs = served.recommendations
     per_user = recs.groupby("user_idx").size()
@@ -129,6 +147,7 @@ def run(n_users: int, n_items: int, *, d: int = 64, per_user: int = 145, block: 
         "candidates_per_user": served.candidates / n_users,
         "candidates_users_with_k": int((per_user >= 10).sum()),
         "candidates_index": index_info.get("index"),
+        "candidates_new_items_placed": served.reserved,
     }
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from recsys.retrieval.topk import top_k_items
+
 __all__ = ["reserve_new_items", "take_reserved_slots"]
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ def reserve_new_items(
 
     Args:
         new_items: ``[n_new]`` item indices of the new items (allowed by the policy).
-        users: ``[n]`` user indices that may be chosen.
+        users: ``[n]`` user indices that may be chosen, ascending.
         scores: ``scores(users [b]) -> [b, n_new]`` the two-tower model's scores of the new items.
         reach: Users each new item is reserved for (0: none).
         n_users: Size of the user index space.
@@ -52,9 +54,10 @@ def reserve_new_items(
     step = max(1, _BLOCK_SCORES // max(new_items.size, 1))
     for s in range(0, users.size, step):
         part = users[s : s + step]
-        block = np.asarray(scores(part), dtype=np.float64).T  # [n_new, b]
-        cand_s = np.hstack([best_s, block])
-        cand_u = np.hstack([best_u, np.broadcast_to(part, block.shape)])
+        block = np.ascontiguousarray(np.asarray(scores(part), dtype=np.float64).T)  # [n_new, b]
+        top = top_k_items(block, min(reach, part.size))  # ties to the smaller position
+        cand_s = np.hstack([best_s, np.take_along_axis(block, top, axis=1)])
+        cand_u = np.hstack([best_u, part[top]])
         order = np.lexsort((cand_u, -cand_s), axis=1)[:, :reach]
         best_s = np.take_along_axis(cand_s, order, axis=1)
         best_u = np.take_along_axis(cand_u, order, axis=1)

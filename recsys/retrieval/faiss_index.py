@@ -111,6 +111,20 @@ class _FaissIndex(NeighborIndex):
         ids, vals = order_nearest(ids, exact_values(self._v, q, ids, self.metric), self.metric)
         return np.ascontiguousarray(ids[:, :k]), np.ascontiguousarray(vals[:, :k])
 
+    def search_ids(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """faiss's own ``k`` nearest (float32 order, no float64 re-check): the serving path."""
+        if self._v is None:
+            raise RuntimeError("build() the index before querying it")
+        n, d = self._v.shape
+        q = check_vectors(queries, d, "queries")
+        check_k(k, n, None)
+        if q.shape[0] == 0:
+            return np.empty((0, k), dtype=np.int64)
+        faiss = _faiss()
+        self._prepare(faiss, k)
+        _, ids = self._index.search(np.ascontiguousarray(q - self._center, dtype=np.float32), k)
+        return ids.astype(np.int64, copy=False)
+
 
 class FaissFlatIndex(_FaissIndex):
     """Exact faiss search (``IndexFlatL2`` / ``IndexFlatIP``), re-ranked in float64.

@@ -73,6 +73,15 @@ class NeighborIndex(ABC):
             RuntimeError: The index was not built.
         """
 
+    def search_ids(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """``[m, k]`` int64 ids of each query's ``k`` nearest, nearest first, for serving.
+
+        Like :meth:`query` without the values: an index may skip its exact re-scoring, so two
+        items whose values differ by less than float32 rounding may come in either order (the
+        faiss indexes do; the default returns :meth:`query`'s ids). ``-1`` pads as in :meth:`query`.
+        """
+        return self.query(queries, k)[0]
+
 
 def check_metric(metric: str) -> Metric:
     """``metric`` if it is one of :data:`METRICS`, else ``ValueError``."""
@@ -173,7 +182,7 @@ class ExactIndex(NeighborIndex):
         max_block_items: Most scores (queries x items) held at once.
     """
 
-    def __init__(self, metric: Metric = "l2", block: int = 1024, max_block_items: int = 1 << 25) -> None:
+    def __init__(self, metric: Metric = "l2", block: int = 256, max_block_items: int = 1 << 25) -> None:
         self.metric = check_metric(metric)
         if block < 1 or max_block_items < 1:
             raise ValueError("block and max_block_items must be >= 1")

@@ -255,12 +255,29 @@ def _from_ranked(data: SourceData, users: np.ndarray, ids: np.ndarray, quota: in
 
 
 def embedding(data: SourceData, users: np.ndarray) -> Proposals:
-    """The items nearest each user's vector through the index, unseen (fetches ``quota`` + the users' seen)."""
+    """The items nearest each user's vector through the index, unseen.
+
+    Each user needs ``quota`` + their seen items' count fetched to be sure of ``quota`` unseen
+    ones; users are grouped by that need rounded up to a power of two, one index query per
+    group, so a block's heaviest user does not set everyone's fetch.
+    """
     quota = data.quotas.embedding
     if quota <= 0 or data.retrieve is None or users.size == 0:
         return Proposals.empty()
-    k = int(min(data.n_items, quota + data.seen.lengths(users).max(initial=0)))
-    return _from_ranked(data, users, data.retrieve(users, k), quota)
+    need = np.minimum(quota + data.seen.lengths(users), data.n_items)
+    fetch = np.minimum(2 ** np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64), data.n_items)
+    parts = []
+    for k in np.unique(fetch).tolist():
+        pos = np.flatnonzero(fetch == k)
+        p = _from_ranked(data, users[pos], data.retrieve(users[pos], int(k)), quota)
+        parts.append(Proposals(pos[p.row], p.item, p.order, p.detail))
+    if len(parts) == 1:
+        return parts[0]
+    row, item, order, detail = (
+        np.concatenate([getattr(p, f) for p in parts]) for f in ("row", "item", "order", "detail")
+    )
+    o = np.lexsort((order, row))  # by user, then rank, as one query would give them
+    return Proposals(row[o], item[o], order[o], detail[o])
 
 
 def new(data: SourceData, users: np.ndarray) -> Proposals:

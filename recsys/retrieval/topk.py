@@ -41,14 +41,14 @@ class Candidates(NamedTuple):
 
 def _n_groups(n_items: int, k: int) -> int:
     """Groups of the filter: enough that the k-th group maximum is tight, few enough to partition cheaply."""
-    return int(min(n_items // 2, max(4 * k + 8, np.sqrt(16.0 * k * n_items))))
+    return int(min(n_items // 2, max(4 * k + 8, np.sqrt(4.0 * k * n_items))))
 
 
 def top_k_candidates(scores: np.ndarray, k: int, *, slack: np.ndarray | float | None = None) -> Candidates:
     """Every item that can be among its row's ``k`` best, found without sorting or partitioning whole rows.
 
     Method: the items are split into ``g`` groups by ``item mod g`` (``g`` about
-    ``sqrt(16 k n_items)``); one vectorised pass takes each group's maximum. The k-th
+    ``sqrt(4 k n_items)``); one vectorised pass takes each group's maximum. The k-th
     largest group maximum ``t`` is reached by at least ``k`` items, so the row's
     k-th best score is ``>= t``; only the groups whose maximum is ``>= t - slack``
     are read again, and their items scoring ``>= t - slack`` are the candidates.

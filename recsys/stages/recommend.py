@@ -75,7 +75,7 @@ def index_retrieve(
         q = np.zeros((u.size, user_vecs.shape[1]), dtype=user_vecs.dtype)
         inside = u < user_vecs.shape[0]
         q[inside] = user_vecs[u[inside]]
-        found, _ = index.query(q, min(k, ids.size))
+        found = index.search_ids(q, min(k, ids.size))
         return np.where(found >= 0, ids[np.maximum(found, 0)], -1)
 
     return retrieve, info

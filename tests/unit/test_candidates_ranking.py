@@ -147,6 +147,19 @@ def test_embedding_fetches_past_seen_items():
     assert pairs(embedding(d, np.array([0, 1]))) == [(0, 2, -1), (0, 3, -1), (1, 0, -1), (1, 1, -1)]
 
 
+def test_embedding_fetch_follows_each_users_history_not_the_blocks_heaviest():
+    asked: list[tuple[list[int], int]] = []
+
+    def retrieve(users: np.ndarray, k: int) -> np.ndarray:
+        asked.append((users.tolist(), k))
+        return np.tile(np.arange(k), (users.size, 1))
+
+    heavy = [(0, i, i + 1) for i in range(6)]  # user 0 rated items 0..5; user 1 nothing
+    d = data(heavy, quotas=Quotas(embedding=2), retrieve=retrieve)
+    assert pairs(embedding(d, np.array([0, 1]))) == [(0, 6, -1), (0, 7, -1), (1, 0, -1), (1, 1, -1)]
+    assert sorted(asked) == [([0], 8), ([1], 2)]  # 2 + 6 rounded up to 8; 2 for the light user
+
+
 def test_new_items_reach_users_by_their_scores():
     new_items = np.array([10, 11])
     d = data(

@@ -306,6 +306,26 @@ def test_random_external_queries_match_brute_force(impl, metric):
     assert_matches(impl, ids, dists, want, want_d, vectors, queries, metric)
 
 
+def test_search_ids_is_the_query_without_the_values(impl, metric):
+    """The serving path (ids only, the index's own order) finds what query() finds."""
+    from recsys.retrieval.choice import recall_at_k
+
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(400, 8))
+    queries = rng.normal(size=(50, 8))
+    index = impl.make(metric=metric).build(vectors)
+    ids = index.search_ids(queries, 10)
+    assert ids.shape == (50, 10) and ids.dtype == np.int64
+    want = index.query(queries, 10)[0]
+    if impl.exact:
+        np.testing.assert_array_equal(ids, want)  # no near-ties in gaussian data: the same order
+    else:
+        assert recall_at_k(ids, want) >= 0.95
+    assert index.search_ids(queries[:0], 10).shape == (0, 10)
+    with pytest.raises(ValueError):
+        index.search_ids(queries, 401)
+
+
 @pytest.mark.parametrize("data", ["gaussian", "ties", "offset", "duplicates"])
 def test_exact_indexes_match_brute_force_on_a_larger_catalogue(impl, metric, data):
     """Large enough (2,000 items) for the exact index's float32 filter path; hard cases for float32."""
