@@ -47,7 +47,7 @@ class RetrievalConfig(BaseSettings):
         ann: The approximate index ``auto`` uses above ``exact_max_items``.
         hnsw_m: HNSW graph degree.
         hnsw_ef_construction: HNSW build-time beam width.
-        hnsw_ef_search: HNSW query-time beam width.
+        hnsw_ef_search: HNSW query-time beam width (recall against speed: ``bench/README.md``).
         ivf_nlist: IVF cells (0: about ``4 sqrt(n)``).
         ivf_nprobe: IVF cells visited per query.
         recall_floor: An approximate index whose recall@10 against exact search (measured
@@ -76,7 +76,7 @@ class RetrievalConfig(BaseSettings):
     ann: Literal["faiss_ivf", "faiss_hnsw"] = "faiss_hnsw"
     hnsw_m: int = Field(32, ge=4)
     hnsw_ef_construction: int = Field(80, ge=8)
-    hnsw_ef_search: int = Field(128, ge=8)
+    hnsw_ef_search: int = Field(64, ge=8)
     ivf_nlist: int = Field(0, ge=0)
     ivf_nprobe: int = Field(32, ge=1)
     recall_floor: float = Field(0.95, ge=0, le=1)

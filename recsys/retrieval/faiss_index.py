@@ -193,7 +193,7 @@ class FaissHNSWIndex(_FaissIndex):
         ef_search: Beam width while searching (at least the results fetched).
     """
 
-    def __init__(self, metric: Metric = "l2", m: int = 32, ef_construction: int = 80, ef_search: int = 128) -> None:
+    def __init__(self, metric: Metric = "l2", m: int = 32, ef_construction: int = 80, ef_search: int = 64) -> None:
         super().__init__(metric)
         if m < 2 or ef_construction < 1 or ef_search < 1:
             raise ValueError(f"bad HNSW parameters m={m}, ef_construction={ef_construction}, ef_search={ef_search}")
