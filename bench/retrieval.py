@@ -20,8 +20,9 @@ in the same run, so the ratios hold on a busy machine even when the seconds do n
   (``RetrievalConfig().ann`` through :func:`recsys.retrieval.choice.make_index`, default
   parameters), the exact reference the project's ``FaissFlatIndex``;
   ``ann_recall_at_10`` by :func:`recsys.retrieval.choice.recall_at_k`, ``ann_speedup`` =
-  exact query seconds / approximate query seconds. ``ann_ivf_*``: the same for
-  ``faiss_ivf`` (default parameters). ``ann_hnsw_sweep`` / ``ann_ivf_sweep``: the query-time
+  exact query seconds / approximate query seconds, the exact query timed before and next to
+  each approximate index, its fastest time kept (``ann_exact_query_times_s``).
+  ``ann_ivf_*``: the same for ``faiss_ivf`` (default parameters). ``ann_hnsw_sweep`` / ``ann_ivf_sweep``: the query-time
   parameter (``ef_search`` / ``nprobe``) varied on the same built index, and the smallest
   value meeting both targets (``*_meets_targets_at``).
 * ``candidates_*``: ``python -m bench.harness.serving_scale --users 138000 --items 27000``
