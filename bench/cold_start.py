@@ -74,7 +74,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +82,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.harness.bench_io import jsonable, versions
+from bench.harness.bench_io import environment, jsonable
 from bench.harness.cold_start import (
     COHORTS,
     METRICS,
@@ -96,7 +95,7 @@ from recsys.config import Settings
 from recsys.evaluation.metrics import paired_bootstrap_ci
 from recsys.evaluation.svg import bar_chart
 from recsys.features.tower_inputs import TowerPreprocessor, recent_genre_mix
-from recsys.files import git_sha, write_atomic
+from recsys.files import write_atomic
 from recsys.models.baselines import DemographicPopularity, Popularity
 from recsys.models.cf import CFParams
 from recsys.models.cold_start import choose_segment_weight, cold_start_model, segment_weight
@@ -586,15 +585,7 @@ def run_cold_start(
     finally:
         if own_spark:
             spark.stop()
-    env = {
-        **versions(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "git": git_sha(),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    env = environment(start, load_start)
     result: dict[str, Any] = {
         "datasets": results,
         "k": k,

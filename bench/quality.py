@@ -54,7 +54,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,10 +62,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness.bench_io import jsonable, versions
+from bench.harness.bench_io import environment, jsonable
 from recsys.evaluation.protocol import RANKING_METRICS, Split, evaluate, ml100k_folds, ranked_lists
 from recsys.evaluation.svg import bar_chart
-from recsys.files import git_sha, write_atomic
+from recsys.files import write_atomic
 from recsys.models.baselines import GlobalMean, ItemMean, Popularity, UserItemBias
 
 logger = logging.getLogger("bench.quality")
@@ -615,15 +614,7 @@ def run_quality(
         name: {m: _mean([r.get(m, math.nan) for r in rows]) for m in (*METRICS, "fit_wall_seconds")}
         for name, rows in per_fold.items()
     }
-    env = {
-        **versions(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "git": git_sha(),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    env = environment(start, load_start)
     result: dict[str, Any] = {
         "dataset": "ml-100k",
         "data_dir": str(data_dir),

@@ -44,7 +44,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -57,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from bench.harness import serving_scale, spark_topk
-from bench.harness.bench_io import jsonable, versions
+from bench.harness.bench_io import environment, jsonable
 
 logger = logging.getLogger("bench.retrieval")
 
@@ -412,18 +411,7 @@ def run_retrieval(
     )
     import faiss
 
-    from recsys.files import git_sha
-
-    result["environment"] = {
-        **versions(),
-        "faiss": faiss.__version__,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "git": git_sha(),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    result["environment"] = environment(start, load_start, faiss=faiss.__version__)
     return result
 
 

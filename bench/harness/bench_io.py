@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,28 @@ def versions() -> dict[str, str | None]:
             except importlib.metadata.PackageNotFoundError:
                 continue
     return out
+
+
+def environment(start: float, load_start: tuple[float, float, float], **extra: Any) -> dict[str, Any]:
+    """The run's environment: versions, CPUs, platform, load average at start and end, git sha, seconds.
+
+    Args:
+        start: ``time.perf_counter()`` when the run started.
+        load_start: ``os.getloadavg()`` when the run started.
+        **extra: More entries (e.g. another library's version), placed after the versions.
+    """
+    from recsys.files import git_sha
+
+    return {
+        **versions(),
+        **extra,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "git": git_sha(),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def jsonable(x: Any) -> Any:
