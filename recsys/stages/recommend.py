@@ -239,9 +239,9 @@ def recommend(
     metrics["new_items_reserved_slots"] = float(sum(out.reserved for out in served))
     n_cand = sum(out.candidates for out in served)
     recs = pd.concat(frames, ignore_index=True).sort_values(["user_idx", "rank"], kind="stable").reset_index(drop=True)
-    path = write_partition(recs, settings.lake, "recommendations", run_date)
     metrics.update(serving_metrics(recs, proposed, dropped, everyone.size, n_cand, settings.top_k))
-    check_every_user_served(metrics, dropped, settings.top_k)
+    check_every_user_served(metrics, dropped, settings.top_k)  # before anything is written
+    path = write_partition(recs, settings.lake, "recommendations", run_date)
     metrics["new_items"] = float(new_items.size)
     metrics["new_items_published"] = float(recs.loc[recs["item_idx"].isin(new_items), "item_idx"].nunique())
     metrics["recommend_seconds"] = time.monotonic() - start
