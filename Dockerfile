@@ -4,8 +4,11 @@
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps git make \
+ && ln -s "/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture)" /usr/lib/jvm/java-17 \
  && rm -rf /var/lib/apt/lists/*
-ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 \
+# JAVA_HOME through a link, right on arm64 hosts too (spark-class runs $JAVA_HOME/bin/java). /opt/venv/bin first: pip
+# installs pyspark's spark-class and spark-submit there, and they find SPARK_HOME with that python3.
+ENV JAVA_HOME=/usr/lib/jvm/java-17 \
     PATH=/opt/venv/bin:$PATH \
     RECSYS_HOME=/data
 WORKDIR /opt/recsys

@@ -30,6 +30,7 @@ from typing import Any
 
 SIZES: dict[str, dict[str, Any]] = {
     "1m": dict(n_users=7_000, n_items=3_700, n_groups=20, mean_ratings_per_user=145.0, min_ratings_per_user=20),
+    "5m": dict(n_users=34_600, n_items=13_500, n_groups=20, mean_ratings_per_user=145.0, min_ratings_per_user=20),
     "20m": dict(n_users=138_493, n_items=27_000, n_groups=20, mean_ratings_per_user=145.0, min_ratings_per_user=20),
 }
 SEED = 42

@@ -47,6 +47,10 @@ SPARK_CONF = {
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.enabled": "false",
 }
+FAST_START = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
+"""The driver JVM's default options: the quick JIT only and a throughput GC, for short jobs on few cores (the
+optimising JIT's compiler threads compete with the job; bench/README.md has the measured effect). For long jobs
+on big data set ``RECSYS_SPARK_DRIVER_JAVA_OPTIONS`` (empty: the JVM's defaults)."""
 RECOMMENDATIONS = Asset("recsys://store/recommendations_latest")
 SIMILAR_ITEMS = Asset("recsys://store/similar_items_latest")
 TABLE_ASSETS = [Asset(f"recsys://lake/{name}") for name in ("ratings", "items", "users")]
@@ -178,6 +182,14 @@ PARAMS = {
         description="measure 50..1000 candidates per user on a sample of users (plotted in the report)",
         section=RETRIEVAL,
     ),
+    "retrieval_engine": Param(
+        "local",
+        enum=["local", "spark"],
+        title="Per-user stage engine",
+        description="local: the blocks of users one after another in the recommend task; spark: the blocks "
+        "as a Spark job (RECSYS_SPARK_MASTER, default local[2]); the same recommendations either way",
+        section=RETRIEVAL,
+    ),
     "policy_file": Param(
         None,
         type=["null", "string"],
@@ -240,7 +252,10 @@ def _spark_job(name: str, args: object, outlets: list[Asset] | None = None) -> S
         application=str(JOBS / f"{name}.py"),
         application_args=args,
         conn_id="spark_default",
-        conf=SPARK_CONF,
+        conf={
+            **SPARK_CONF,
+            "spark.driver.extraJavaOptions": os.environ.get("RECSYS_SPARK_DRIVER_JAVA_OPTIONS", FAST_START),
+        },
         driver_memory=os.environ.get("RECSYS_SPARK_DRIVER_MEMORY", "4g"),
         name=f"recsys-{name}",
         env_vars={"PYSPARK_PYTHON": sys.executable},

@@ -64,6 +64,10 @@ class RetrievalConfig(BaseSettings):
         new_item_reach: Users each new item is shown to: the last slot of the lists of the users
             the two-tower model scores highest for it (:mod:`recsys.ranking.exploration`; 0: off).
         user_block: Users whose candidates are built and ranked at once (bounds memory).
+        engine: Where the blocks of users are served: ``local`` (one after another in the
+            recommend stage's process) or ``spark`` (a Spark job, one partition per block, the
+            serving state broadcast once: :mod:`recsys.stages.spark_serving`; master from
+            ``RECSYS_SPARK_MASTER``, default ``local[2]``). Both give the same recommendations.
         experiment: Run the retrieval-size experiment every run.
         experiment_sizes: Candidates per user compared by the experiment.
         experiment_users: Users (a seeded sample) the experiment measures.
@@ -91,6 +95,7 @@ class RetrievalConfig(BaseSettings):
     new_quota: int = Field(10, ge=0)
     new_item_reach: int = Field(20, ge=0)
     user_block: int = Field(4096, ge=1)
+    engine: Literal["local", "spark"] = "local"
     experiment: bool = True
     experiment_sizes: tuple[int, ...] = (50, 100, 200, 500, 1000)
     experiment_users: int = Field(300, ge=1)

@@ -62,6 +62,7 @@ def airflow_env(
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
             "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
+            "RECSYS_SPARK_MASTER": spark_master,  # the same master for in-task sessions (retrieval.engine=spark)
             "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
@@ -119,6 +120,7 @@ def dags_test(
     log_file: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     dag_id: str = DAG_ID,
+    spark_master: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``airflow dags test <dag_id> <run_date>`` (every task, in-process, no scheduler).
 
@@ -130,11 +132,13 @@ def dags_test(
         log_file: Also write the whole output here.
         on_line: Called with every output line (e.g. to show progress); implies capture.
         dag_id: Which DAG.
+        spark_master: Master of the ``spark_default`` connection the Spark jobs are submitted to
+            (e.g. ``spark://127.0.0.1:7077``); default as in :func:`airflow_env`.
 
     Returns:
         The completed process (the caller checks ``returncode``).
     """
-    env = airflow_env(home)
+    env = airflow_env(home, spark_master=spark_master)
     ensure_db(env)
     cmd = [airflow_bin(), "dags", "test", dag_id, run_date]
     if conf:
@@ -180,6 +184,30 @@ def dag_run_state(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, 
             "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, row[0])
         ).fetchall()
     return {"__dag_run__": row[1], **dict(tasks)}
+
+
+def task_seconds(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, float]:
+    """Task id -> seconds it ran, for the latest run of ``dag_id`` for ``run_date`` (Airflow's metadata DB).
+
+    Returns:
+        ``{task_id: duration}`` in start order (tasks that never ran are left out).
+    """
+    import sqlite3
+
+    db = Path(home).resolve() / "airflow" / "airflow.db"
+    with sqlite3.connect(db) as con:
+        row = con.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? AND date(logical_date) = ? ORDER BY id DESC LIMIT 1",
+            (dag_id, run_date),
+        ).fetchone()
+        if row is None:
+            return {}
+        tasks = con.execute(
+            "SELECT task_id, duration FROM task_instance WHERE dag_id = ? AND run_id = ? AND duration IS NOT NULL"
+            " ORDER BY start_date",
+            (dag_id, row[0]),
+        ).fetchall()
+    return {task: float(seconds) for task, seconds in tasks}
 
 
 def standalone(home: Path, *, grace_seconds: float = 30.0) -> int:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the verified MovieLens 100K, a Spark session, small MovieLens-layout data."""
+"""Shared fixtures: the verified MovieLens 100K, Spark (a local session, a standalone cluster), small data."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from recsys.orchestration import airflow_env  # noqa: E402
 for _k, _v in airflow_env(_AIRFLOW_TEST_HOME).items():
     if _k.startswith("AIRFLOW") or _k in ("RECSYS_HOME", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "PATH"):
         os.environ[_k] = _v
+
+from tests.fixtures.spark_cluster import spark_cluster  # noqa: E402, F401  (a fixture: pytest finds it here)
 
 ML100K = Path(os.environ.get("RECSYS_ML100K_DIR", PROJECT_ROOT.parent / "shared" / "data" / "movielens" / "ml-100k"))
 

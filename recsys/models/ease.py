@@ -24,11 +24,12 @@ evidence from every item the user chose for ``i``. One matrix inversion of size
 ``lambda`` is relative: ``l2 * mean(diag G) / mean(n_i)`` is added to the diagonal,
 which is ``l2`` itself for plain 0/1 rows. Memory is ``n_items^2`` floats (and ``G``
 as dense), so it is meant for catalogues up to ``max_items`` (default 30,000: about
-3.6 GB in float32); :func:`fit_ease` refuses larger ones with a clear error.
-MovieLens 100K (five folds, NDCG@10): plain EASE 0.4725, with all three refinements
-0.4832, and blended with the session-trained softmax factorisation 0.4904
-(:mod:`recsys.models.blend`, ``bench/quality.py``); the refinements' values were
-chosen on a validation split of u1's training data.
+3.6 GB in float32); :func:`fit_ease` refuses larger ones with a clear error. With fewer
+rows (users and multi-item sessions) than items, the inverse is computed through the
+Woodbury identity instead (same matrix, ``n_items^2 x rows`` work instead of ``n_items^3``).
+The refinements' values were chosen on a validation split of MovieLens 100K u1's training
+data; their effect, alone and blended with the factorisation (:mod:`recsys.models.blend`),
+is measured in ``bench/README.md`` (``bench/quality.py``).
 """
 
 from __future__ import annotations
@@ -37,11 +38,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recsys.models.artifacts import FromDict, read_params, write_params
 from recsys.models.bounds import Count, NonNegative, Positive
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +153,40 @@ class EASEModel:
         )
 
 
+def _regularised_inverse(rows: sp.csr_matrix, lam: float) -> np.ndarray:
+    """``P = (A^T A + lam I)^-1`` for the sparse ``[m, n_items]`` rows ``A``, the cheaper of two exact ways.
+
+    A row with one non-zero (a single-item session) only adds to the diagonal: it joins
+    ``D = lam I + diag(...)``. The primal way inverts the ``[n_items, n_items]`` Gram matrix
+    (``n_items^3``). With fewer remaining rows ``m`` than items (a large catalogue, few users) the
+    Woodbury identity ``P = D^-1 - D^-1 A^T (I_m + A D^-1 A^T)^-1 A D^-1`` needs an ``[m, m]`` solve
+    and ``n_items x nnz`` products instead: the same matrix up to rounding, in a fraction of the time.
+    """
+    m, n = rows.shape
+    single = np.diff(rows.indptr) == 1
+    diag = np.full(n, float(lam))
+    if single.any():
+        one = rows[single]
+        np.add.at(diag, one.indices, np.square(one.data))
+        rows = rows[~single]
+        m = rows.shape[0]
+    if m >= n or lam <= 0:
+        gram = (rows.T @ rows).toarray()
+        gram[np.diag_indices(n)] += diag
+        return np.linalg.inv(gram)
+    import scipy.linalg
+    import scipy.sparse as sp
+
+    scaled = rows @ sp.diags(1.0 / diag)  # A D^-1
+    kernel = (scaled @ rows.T).toarray()
+    kernel[np.diag_indices(m)] += 1.0
+    left = np.asarray(scaled.T @ scipy.linalg.cho_solve(scipy.linalg.cho_factor(kernel), np.eye(m)))  # [n, m]
+    p = np.asarray(left @ scaled)  # dense [n, m] @ sparse [m, n]
+    np.negative(p, out=p)
+    p[np.diag_indices(n)] += 1.0 / diag
+    return p
+
+
 def fit_ease(
     user_idx: np.ndarray,
     item_idx: np.ndarray,
@@ -194,14 +233,15 @@ def fit_ease(
     count = np.bincount(i, minlength=n_items).astype(np.float64)
     w = np.where(count > 0, np.maximum(count, 1.0) ** -params.item_weight_power, 0.0)
     x = sp.csr_matrix((w[i], (u, i)), shape=(n_users, n_items))
-    gram = (x.T @ x).toarray()
+    rows = x  # G = rows^T rows: the users' rows, then the sessions' (scaled by sqrt(session_weight))
     if params.session_seconds > 0 and ts is not None:
         session, _, _ = session_ids(u, np.asarray(ts)[first], params.session_seconds)
         s = sp.csr_matrix((w[i], (session, i)), shape=(int(session.max(initial=-1)) + 1, n_items))
-        gram += params.session_weight * (s.T @ s).toarray()
-    gram[np.diag_indices(n_items)] += params.l2 * float(np.mean(np.diag(gram))) / max(float(np.mean(count)), 1e-12)
-    p = np.linalg.inv(gram)
-    b = -p / np.diag(p)[None, :]
+        rows = sp.vstack([x, np.sqrt(params.session_weight) * s], format="csr")
+    diag_g = np.asarray(rows.multiply(rows).sum(axis=0)).ravel()
+    lam = params.l2 * float(np.mean(diag_g)) / max(float(np.mean(count)), 1e-12)
+    b = _regularised_inverse(rows, lam)  # P, turned into B in place (n_items^2 floats: no copies)
+    b /= -np.diag(b).copy()[None, :]
     b[np.diag_indices(n_items)] = 0.0
     q = np.ones(u.size)
     if params.rating_weight and rating is not None:

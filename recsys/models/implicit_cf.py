@@ -28,10 +28,11 @@ a validation split and ``patience``, training stops when NDCG@10 on it stops
 improving and keeps the best epoch. Given the pairs' times, every session of a
 user with two or more items (``session_seconds``, :mod:`recsys.models.sessions`)
 is trained as one more pseudo-user: MovieLens users rate in sittings, and what is
-chosen in one sitting goes together (ML-100K, blended with EASE as the ranker:
-NDCG@10 0.4885 without, 0.4905 with 1-hour sessions and ``l2`` 13, both chosen on
-a validation split of u1; the sessions' rows cost about 2.8x the fit time there,
-which ``matmul_precision`` wins back on CPUs that multiply bfloat16 natively).
+chosen in one sitting goes together (1-hour sessions and ``l2`` 13 chosen on a
+validation split of MovieLens 100K u1; 40 epochs at twice the step size of 80 were
+equal on validation splits of u1..u3 with sessions; their effect on quality and fit
+time: ``bench/README.md``). A pair given twice (a rating and the positive event
+derived from it) counts once, so it never makes a session.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ class ImplicitCFParams(FromDict):
     n_factors: Count = 256
     l2: NonNegative = 13.0
     l2_bias: NonNegative = 0.1
-    learning_rate: Positive = 0.00968
-    epochs: Count = 80
+    learning_rate: Positive = 0.0194
+    epochs: Count = 40
     loss: Literal["softmax", "logistic"] = "softmax"
     negatives: Literal["all", "uniform", "popularity"] = "all"
     neg_ratio: Count = 4

@@ -95,6 +95,9 @@ class TwoTowerParams(FromDict):
         batch_size: Pairs per step.
         epochs: Maximum passes over the training pairs.
         patience: Epochs without validation improvement before stopping (0: never stop early).
+        min_improvement: Relative fall of the validation loss that counts as improvement for
+            ``patience`` (``softmax``: an epoch within this share of the loss of the last improving
+            one does not reset the count; the best epoch is still the one kept). 0: any fall counts.
         shuffle_window: Rows shuffled together while streaming.
         negatives: Uniformly drawn negative items per batch (``softmax``).
         cold_dropout: Share of training pairs whose user's rating history is blanked (``softmax``).
@@ -121,6 +124,7 @@ class TwoTowerParams(FromDict):
     batch_size: Count = 1024
     epochs: Count = 20
     patience: NonNegativeInt = 3
+    min_improvement: Share = 0.001
     shuffle_window: Count = 262_144
     negatives: Count = 512
     cold_dropout: Share = 0.3
@@ -856,6 +860,7 @@ def _fit_softmax(
         cb.set_model(model)
     history: dict[str, list[float]] = {"loss": []}
     best: tuple[float, int, list[Any]] | None = None
+    progress: tuple[float, int] | None = None  # (loss, epoch) of the last epoch that improved by min_improvement
     n_step = 0
     for epoch in range(params.epochs):
         for cb in callbacks:
@@ -879,6 +884,8 @@ def _fit_softmax(
                 history.setdefault(key, []).append(logs[key])
             if best is None or logs["val_loss"] < best[0]:
                 best = (logs["val_loss"], epoch, [v.numpy() for v in variables])
+            if progress is None or logs["val_loss"] < progress[0] * (1.0 - params.min_improvement):
+                progress = (logs["val_loss"], epoch)
         logger.info(
             "two-tower (softmax) epoch %d: %s, scale %.2f",
             epoch + 1,
@@ -887,9 +894,10 @@ def _fit_softmax(
         )
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
-        if best is not None and params.patience > 0 and epoch - best[1] >= params.patience:
+        if progress is not None and best is not None and params.patience > 0 and epoch - progress[1] >= params.patience:
             logger.info(
-                "two-tower (softmax): no validation improvement for %d epochs; keeping epoch %d",
+                "two-tower (softmax): validation loss fell by less than %g for %d epochs; keeping epoch %d",
+                params.min_improvement,
                 params.patience,
                 best[1] + 1,
             )

@@ -12,6 +12,8 @@ for the flat index), drops the excluded id, re-scores the ids it keeps in float6
 from the original vectors and orders them by (value, id). So values are exact float64
 distances or inner products, nearest first, ties by the smaller id; slots an
 approximate index could not fill are ``-1`` (value ``inf`` for ``l2``, ``-inf`` for ``ip``).
+A built wrapper pickles (the faiss index as ``faiss.serialize_index`` bytes), so it can be
+shipped to other processes and answers there exactly as here.
 """
 
 from __future__ import annotations
@@ -79,8 +81,34 @@ class _FaissIndex(NeighborIndex):
     def _prepare(self, faiss: Any, fetch: int) -> None:
         """Set query-time parameters before a search of ``fetch`` results (HNSW's beam)."""
 
+    def _restore(self, faiss: Any) -> None:
+        """Set what a deserialized faiss index does not keep (IVF's ``nprobe``)."""
+
     def _faiss_metric(self, faiss: Any) -> int:
         return faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The pickled state: the wrapper's fields, with the faiss index as ``faiss.serialize_index`` bytes.
+
+        So a built index travels to other processes (e.g. Spark workers, :mod:`recsys.stages.spark_serving`)
+        and answers every query as the original does (same index bytes, same parameters).
+        """
+        state = self.__dict__.copy()
+        state.pop("_quantizer", None)  # IVF: serialized inside its index
+        index = state.pop("_index")
+        state["_index_bytes"] = None if index is None else bytes(_faiss().serialize_index(index))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`__getstate__`'s state (``faiss.deserialize_index``)."""
+        state = dict(state)
+        data = state.pop("_index_bytes", None)
+        self.__dict__.update(state)
+        self._index = None
+        if data is not None:
+            faiss = _faiss()
+            self._index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            self._restore(faiss)
 
     def build(self, vectors: np.ndarray) -> _FaissIndex:
         faiss = _faiss()
@@ -181,6 +209,9 @@ class FaissIVFIndex(_FaissIndex):
         index.nprobe = min(self.nprobe, cells)
         logger.debug("IVF index: %d vectors, %d cells, nprobe %d, trained on %d", n, cells, index.nprobe, size)
         return index
+
+    def _restore(self, faiss: Any) -> None:
+        self._index.nprobe = min(self.nprobe, self._index.nlist)
 
 
 class FaissHNSWIndex(_FaissIndex):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +20,9 @@ from recsys.lake import write_partition
 from recsys.models.cold_start import cold_start_model, segment_weight
 from recsys.stages.inputs import segment_popularity
 from recsys.stages.serving_inputs import ServingTables
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +137,11 @@ def recommend(
       vector through the index), new and popular items, ranked by the serving model
       (:func:`serving_model_dir`).
 
-    Users are served in blocks of ``retrieval.user_block`` (memory: one block's candidates).
-    The policy (:mod:`recsys.ranking.policy`) is applied after ranking; the retrieval-size
-    experiment (:mod:`recsys.evaluation.retrieval_size`) runs on a sample of users.
+    Users are served in blocks of ``retrieval.user_block`` (memory: one block's candidates),
+    in this process or as a Spark job (``retrieval.engine``: :func:`serving_engine`; the same
+    recommendations either way). The policy (:mod:`recsys.ranking.policy`) is applied after
+    ranking; the retrieval-size experiment (:mod:`recsys.evaluation.retrieval_size`) runs on a
+    sample of users.
 
     Args:
         settings: The run's settings.
@@ -143,9 +150,10 @@ def recommend(
         similar: The similar-items stage's output (its indexes' info go into the metrics).
 
     Returns:
-        Path, rows, users, candidates per user, cold-start users, model version, and
-        ``metrics`` (flat floats for the run: per-source candidates and published rows,
-        rows dropped per policy rule, the index's recall, the experiment's figures).
+        Path, rows, users, candidates per user, cold-start users, model version, the
+        engine that served the blocks, and ``metrics`` (flat floats for the run: per-source
+        candidates and published rows, rows dropped per policy rule, the index's recall, the
+        experiment's figures).
     """
     from recsys.models.baselines import Popularity
     from recsys.models.registry import load_model
@@ -219,20 +227,21 @@ def recommend(
     reserve = None
     if tower is not None and new_items.size and settings.retrieval.new_item_reach > 0:
         reserve = reserve_step(settings, tables, tower, new_items, everyone, warm_data.seen, n_users, n_items, policy)
-    served = [
-        serve_blocks(
-            users,
-            data,
-            scorer,
-            finish,
-            explainer,
-            block=settings.retrieval.user_block,
-            note=note,
-            label=name,
-            reserve=reserve,
-        )
-        for name, users, data, scorer, note in groups
-    ]
+    with serving_engine(settings.retrieval.engine) as serve:
+        served = [
+            serve(
+                users,
+                data,
+                scorer,
+                finish,
+                explainer,
+                block=settings.retrieval.user_block,
+                note=note,
+                label=name,
+                reserve=reserve,
+            )
+            for name, users, data, scorer, note in groups
+        ]
     frames = [out.recommendations for out in served]
     proposed = sum((out.proposed for out in served), Counter())
     dropped = sum((out.dropped for out in served), Counter())
@@ -260,13 +269,14 @@ def recommend(
         "candidates_per_user": n_cand / max(everyone.size, 1),
         "cold_start_users": int(cold.sum()),
         "model_version": model_version(serving),
+        "engine": settings.retrieval.engine,
         "metrics": metrics,
     }
 
 
 @dataclass
 class Served:
-    """What :func:`serve_blocks` produced for a group of users.
+    """What :func:`serve_blocks` (or :func:`serve_blocks_spark`) produced for a group of users.
 
     Attributes:
         recommendations: ``recommendations`` rows; grain one (user, rank).
@@ -311,23 +321,19 @@ def serve_blocks(
         reserve: Optional step giving reserved new items the last slot (:func:`reserve_step`):
             ``reserve(block's rows, scorer) -> (rows, placed)``.
     """
-    from recsys.ranking.rank import RECOMMENDATION_COLUMNS, rank_block
-    from recsys.retrieval.candidates import gather
+    from recsys.ranking.rank import RECOMMENDATION_COLUMNS
 
     start = time.monotonic()
     frames, proposed, dropped, n_cand, reserved = [], Counter(), Counter(), 0, 0
     total = -(-users.size // block)
     for j, part in enumerate(blocks(users, block), start=1):
-        cand = gather(data, part)
-        recs, drops = rank_block(cand, scorer.predict, finish, explainer)
-        if reserve is not None:
-            recs, placed = reserve(recs, scorer)
-            reserved += placed
-        if note:
-            recs["reason"] = recs["reason"] + note
+        recs, block_proposed, drops, block_cand, placed = serve_block(
+            part, data, scorer, finish, explainer, note, reserve
+        )
         frames.append(recs)
-        n_cand += len(cand)
-        proposed.update(cand.proposed)
+        n_cand += block_cand
+        reserved += placed
+        proposed.update(block_proposed)
         dropped.update(drops)
         logger.info(
             "recommend %s: block %d/%d (%d users, %d candidates, %.0f s)",
@@ -335,11 +341,166 @@ def serve_blocks(
             j,
             total,
             part.size,
-            len(cand),
+            block_cand,
             time.monotonic() - start,
         )
     recs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RECOMMENDATION_COLUMNS)
     return Served(recs, proposed, dropped, n_cand, reserved)
+
+
+def serve_block(
+    part: np.ndarray,
+    data: Any,
+    scorer: Any,
+    finish: Any,
+    explainer: Any,
+    note: str = "",
+    reserve: Callable[[pd.DataFrame, Any], tuple[pd.DataFrame, int]] | None = None,
+) -> tuple[pd.DataFrame, dict[str, int], dict[str, int], int, int]:
+    """One block of users: candidates, scores, policy, reasons, the reserved slots, the note.
+
+    The one per-block step of both engines (:func:`serve_blocks`, :func:`serve_blocks_spark`);
+    arguments as :func:`serve_blocks`'.
+
+    Args:
+        part: ``[b]`` user indices of the block.
+        data: The sources' :class:`~recsys.retrieval.sources.SourceData`.
+        scorer: The model (``predict(user_idx, item_idx)``).
+        finish: The policy step (:func:`policy_step`).
+        explainer: The reasons' :class:`~recsys.ranking.reasons.Explainer`.
+        note: Appended to every reason.
+        reserve: Optional reserve step (:func:`reserve_step`).
+
+    Returns:
+        ``(recs, proposed, dropped, n_cand, reserved)``: the block's ``recommendations`` rows
+        (grain one (user, rank), by user then rank), proposals per source, rows dropped per
+        policy rule, candidates after merging, reserved slots placed.
+    """
+    from recsys.ranking.rank import rank_block
+    from recsys.retrieval.candidates import gather
+
+    cand = gather(data, part)
+    recs, drops = rank_block(cand, scorer.predict, finish, explainer)
+    placed = 0
+    if reserve is not None:
+        recs, placed = reserve(recs, scorer)
+    if note:
+        recs["reason"] = recs["reason"] + note
+    return recs, cand.proposed, drops, len(cand), placed
+
+
+BLOCK_COLUMN_TYPES: dict[str, str] = {
+    "user_idx": "int",
+    "rank": "int",
+    "item_idx": "int",
+    "score": "double",
+    "source": "string",
+    "reason": "string",
+}
+"""Spark types of :func:`serve_block`'s rows (:data:`~recsys.ranking.rank.RECOMMENDATION_COLUMNS`, in order)."""
+
+
+def serve_blocks_spark(
+    users: np.ndarray,
+    data: Any,
+    scorer: Any,
+    finish: Any,
+    explainer: Any,
+    *,
+    block: int,
+    note: str = "",
+    label: str = "users",
+    reserve: Callable[[pd.DataFrame, Any], tuple[pd.DataFrame, int]] | None = None,
+    spark: SparkSession | None = None,
+) -> Served:
+    """:func:`serve_blocks` as a Spark job: the same blocks through :func:`serve_block`, the same result.
+
+    Block ``j`` (users ``users[j * block : (j + 1) * block]``) is served by a Spark task
+    (:func:`recsys.stages.spark_serving.map_blocks`: one partition per block, the serving state
+    (``users`` and every argument below) pickled and broadcast once); the rows come back in
+    block order and the counters are summed in block order, so :class:`Served` equals the local
+    engine's (frame, dtypes, order, counters).
+
+    Args:
+        users: ``[n]`` user indices.
+        data: The sources' :class:`~recsys.retrieval.sources.SourceData`.
+        scorer: The model (``predict(user_idx, item_idx)``); numpy only (no TensorFlow objects).
+        finish: The policy step (:func:`policy_step`).
+        explainer: The reasons' :class:`~recsys.ranking.reasons.Explainer`.
+        block: Users per block (one Spark partition each).
+        note: Appended to every reason.
+        label: Names the group in the progress log.
+        reserve: Optional reserve step (:func:`reserve_step`).
+        spark: Session to run on; ``None``: the active one, else one made and stopped for this call
+            (:func:`recsys.stages.spark_serving.serving_session`).
+    """
+    from recsys.stages.spark_serving import map_blocks
+
+    n_blocks = -(-users.size // block)
+    if not n_blocks:  # nothing to serve: the local engine's empty result
+        return serve_blocks(users, data, scorer, finish, explainer, block=block, note=note, label=label)
+    work = functools.partial(
+        _serve_block_number,
+        users=users,
+        block=block,
+        data=data,
+        scorer=scorer,
+        finish=finish,
+        explainer=explainer,
+        note=note,
+        reserve=reserve,
+    )
+    recs, stats = map_blocks(n_blocks, work, BLOCK_COLUMN_TYPES, spark=spark, label=f"recommend {label}")
+    proposed, dropped = Counter(), Counter()
+    for one in stats:
+        proposed.update(one["proposed"])
+        dropped.update(one["dropped"])
+    n_cand = sum(int(one["candidates"]) for one in stats)
+    return Served(recs, proposed, dropped, n_cand, sum(int(one["reserved"]) for one in stats))
+
+
+def _serve_block_number(
+    j: int,
+    *,
+    users: np.ndarray,
+    block: int,
+    data: Any,
+    scorer: Any,
+    finish: Any,
+    explainer: Any,
+    note: str,
+    reserve: Callable[[pd.DataFrame, Any], tuple[pd.DataFrame, int]] | None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Block ``j`` of ``users`` by :func:`serve_block`: its rows and its counters (JSON-able), for the Spark engine."""
+    part = users[j * block : (j + 1) * block]
+    recs, proposed, dropped, n_cand, placed = serve_block(part, data, scorer, finish, explainer, note, reserve)
+    return recs, {
+        "users": int(part.size),
+        "proposed": {k: int(v) for k, v in proposed.items()},
+        "dropped": {k: int(v) for k, v in dropped.items()},
+        "candidates": int(n_cand),
+        "reserved": int(placed),
+    }
+
+
+@contextmanager
+def serving_engine(engine: str) -> Iterator[Callable[..., Served]]:
+    """The function that serves a group of users' blocks, for the whole stage.
+
+    ``local``: :func:`serve_blocks`. ``spark``: :func:`serve_blocks_spark` on one session for
+    every group (the active session if there is one, left running; else one made here and
+    stopped when the ``with`` block ends: :func:`recsys.stages.spark_serving.serving_session`).
+    """
+    logger.info("recommend: serving blocks with the %s engine", engine)
+    if engine == "local":
+        yield serve_blocks
+        return
+    if engine != "spark":
+        raise ValueError(f"unknown serving engine {engine!r} (local or spark)")
+    from recsys.stages.spark_serving import serving_session
+
+    with serving_session("recsys-recommend") as spark:
+        yield functools.partial(serve_blocks_spark, spark=spark)
 
 
 def reserve_step(
@@ -369,11 +530,13 @@ def reserve_step(
     flags = genre_flags(tables.item_genre_matrix(n_items)) if policy.genre_cap > 0 else None
     logger.info("new items: %d, reserved for %d users", new_items.size, int((reserved >= 0).sum()))
 
+    top_k = settings.top_k  # the step captures plain values (the Spark engine ships it)
+
     def reserve(recs: pd.DataFrame, scorer: Any) -> tuple[pd.DataFrame, int]:
         return take_reserved_slots(
             recs,
             reserved,
-            top_k=settings.top_k,
+            top_k=top_k,
             seen=lambda u, i: seen.contains(u, i, n_items),
             score=scorer.predict,
             reason=TEMPLATES["new"],

@@ -56,6 +56,19 @@ def first_run(home: Path) -> pd.DataFrame:
         return store.read_recommendations()
 
 
+def test_task_seconds_cover_every_task_that_ran(home: Path, first_run: pd.DataFrame) -> None:
+    """What ``bench/nightly_scale.py`` reports per task: every task of the run, in start order, positive."""
+    from recsys.orchestration import task_seconds
+
+    seconds = task_seconds(home, DATE)
+    states = dag_run_state(home, DATE)
+    assert set(seconds) == {t for t, s in states.items() if t != "__dag_run__" and s == "success"}
+    order = list(seconds)
+    assert order[0] == "resolve" and order[-1] == "report"
+    assert all(v >= 0 for v in seconds.values()) and seconds["build_tables"] > 1.0
+    assert task_seconds(home, "1999-01-01") == {}
+
+
 def test_every_user_gets_k_unseen_recommendations(home: Path, first_run: pd.DataFrame) -> None:
     settings = Settings(home=home, dataset="synthetic")
     users = read_partition(settings.lake, "users", DATE)

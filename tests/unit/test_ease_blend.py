@@ -65,6 +65,38 @@ def test_ease_item_weights_sessions_and_rating_values_known_answer(tmp_path) -> 
     np.testing.assert_allclose(loaded.score_users(np.arange(3)), model.score_users(np.arange(3)))
 
 
+def test_ease_woodbury_inverse_equals_the_gram_inverse() -> None:
+    """Fewer rows than items: the Woodbury way gives the primal inverse; EASE's weights agree either way."""
+    import scipy.sparse as sp
+
+    from recsys.models.ease import _regularised_inverse
+
+    rng = np.random.default_rng(4)
+    m, n = 30, 90
+    a = sp.random(m, n, density=0.15, random_state=5, format="csr") * 3.0
+    gram = (a.T @ a).toarray() + 7.5 * np.eye(n)
+    np.testing.assert_allclose(_regularised_inverse(a, 7.5), np.linalg.inv(gram), rtol=1e-9, atol=1e-12)
+    singles = sp.csr_matrix((np.full(n + 40, 2.0), (np.arange(n + 40), np.arange(n + 40) % n)), shape=(n + 40, n))
+    both = sp.vstack([a, singles], format="csr")  # single-item rows go to the diagonal: still the Woodbury way
+    np.testing.assert_allclose(
+        _regularised_inverse(both, 7.5), np.linalg.inv((both.T @ both).toarray() + 7.5 * np.eye(n)), rtol=1e-9
+    )
+    tall = sp.random(n + 10, n, density=0.1, random_state=6, format="csr")  # more rows than items: primal
+    np.testing.assert_allclose(
+        _regularised_inverse(tall, 2.0), np.linalg.inv((tall.T @ tall).toarray() + 2 * np.eye(n)), rtol=1e-9
+    )
+    # A fit with fewer users than items (the Woodbury way) has the known answer of the primal formula.
+    u = np.repeat(np.arange(40), 12)
+    i = np.concatenate([rng.choice(200, 12, replace=False) for _ in range(40)])
+    plain = EASEParams(l2=20.0, item_weight_power=0.0, session_seconds=0.0, rating_weight=0.0)
+    x = np.zeros((40, 200))
+    x[u, i] = 1
+    q = np.linalg.inv(x.T @ x + 20.0 * np.eye(200))
+    b = -q / np.diag(q)
+    np.fill_diagonal(b, 0)
+    np.testing.assert_allclose(fit_ease(u, i, 40, 200, plain).b, b, rtol=1e-4, atol=1e-7)
+
+
 def test_ease_refuses_catalogues_beyond_max_items() -> None:
     with pytest.raises(ValueError, match="max_items"):
         fit_ease(np.array([0]), np.array([0]), 1, 11, EASEParams(max_items=10))

@@ -326,6 +326,28 @@ def test_search_ids_is_the_query_without_the_values(impl, metric):
         index.search_ids(queries, 401)
 
 
+def test_a_pickled_index_answers_exactly_as_the_original(impl, metric):
+    """Built indexes travel to other processes (the Spark serving engine) and search the same there."""
+    import pickle
+
+    rng = np.random.default_rng(12)
+    vectors = rng.normal(size=(600, 8))
+    queries = rng.normal(size=(60, 8))
+    index = impl.make(metric=metric).build(vectors)
+    copy = pickle.loads(pickle.dumps(index))
+    assert type(copy) is type(index) and copy is not index
+    np.testing.assert_array_equal(copy.search_ids(queries, 10), index.search_ids(queries, 10))
+    ids, values = index.query(queries, 7, exclude=np.arange(60))
+    got_ids, got_values = copy.query(queries, 7, exclude=np.arange(60))
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(got_values, values)
+    again = pickle.loads(pickle.dumps(copy))  # a copy pickles too
+    np.testing.assert_array_equal(again.search_ids(queries, 10), index.search_ids(queries, 10))
+    unbuilt = pickle.loads(pickle.dumps(impl.make(metric=metric)))
+    with pytest.raises(RuntimeError):
+        unbuilt.query(queries, 3)
+
+
 @pytest.mark.parametrize("data", ["gaussian", "ties", "offset", "duplicates"])
 def test_exact_indexes_match_brute_force_on_a_larger_catalogue(impl, metric, data):
     """Large enough (2,000 items) for the exact index's float32 filter path; hard cases for float32."""

@@ -49,3 +49,14 @@ def test_factorisation_trains_sessions_as_pseudo_users_and_keeps_the_real_users(
     # session_seconds=0 ignores the times
     off = ImplicitCFParams(n_factors=8, epochs=10, seed=3, session_seconds=0.0)
     np.testing.assert_array_equal(fit_implicit_cf(u, i, n_users, n_items, off, ts=ts).x, without.x)
+
+
+def test_a_pair_given_twice_is_not_a_session() -> None:
+    """A rating and the positive event derived from it (same user, item, time) make no session of two."""
+    u = np.array([0, 0, 1, 1, 1, 1])
+    i = np.array([5, 5, 5, 8, 5, 8])
+    ts = np.array([0, 0, 0, 30, 0, 30])  # user 0: one item twice; user 1: {5, 8}, each twice
+    su, si, n_rows = session_rows(u, i, ts, 2, 3600.0)
+    assert n_rows == 2 + 1
+    np.testing.assert_array_equal(su[:6], u)
+    assert sorted(zip(su[6:].tolist(), si[6:].tolist(), strict=True)) == [(2, 5), (2, 8)]
