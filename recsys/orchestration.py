@@ -168,8 +168,11 @@ def dags_test(
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
 
 
-def dag_run_state(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, str]:
-    """Task id -> state of the latest run of ``dag_id`` for ``run_date`` (from Airflow's metadata DB)."""
+def _latest_run(home: Path, run_date: str, dag_id: str, tasks_sql: str) -> tuple[str | None, list[tuple]]:
+    """``(state of the latest run of dag_id for run_date, rows of tasks_sql for it)``; ``(None, [])`` if none.
+
+    ``tasks_sql`` selects from ``task_instance`` with ``dag_id = ? AND run_id = ?`` placeholders.
+    """
     import sqlite3
 
     db = Path(home).resolve() / "airflow" / "airflow.db"
@@ -179,11 +182,16 @@ def dag_run_state(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, 
             (dag_id, run_date),
         ).fetchone()
         if row is None:
-            return {}
-        tasks = con.execute(
-            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, row[0])
-        ).fetchall()
-    return {"__dag_run__": row[1], **dict(tasks)}
+            return None, []
+        return row[1], con.execute(tasks_sql, (dag_id, row[0])).fetchall()
+
+
+def dag_run_state(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, str]:
+    """Task id -> state of the latest run of ``dag_id`` for ``run_date`` (from Airflow's metadata DB)."""
+    state, tasks = _latest_run(
+        home, run_date, dag_id, "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?"
+    )
+    return {} if state is None else {"__dag_run__": state, **dict(tasks)}
 
 
 def task_seconds(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, float]:
@@ -192,21 +200,13 @@ def task_seconds(home: Path, run_date: str, dag_id: str = DAG_ID) -> dict[str, f
     Returns:
         ``{task_id: duration}`` in start order (tasks that never ran are left out).
     """
-    import sqlite3
-
-    db = Path(home).resolve() / "airflow" / "airflow.db"
-    with sqlite3.connect(db) as con:
-        row = con.execute(
-            "SELECT run_id FROM dag_run WHERE dag_id = ? AND date(logical_date) = ? ORDER BY id DESC LIMIT 1",
-            (dag_id, run_date),
-        ).fetchone()
-        if row is None:
-            return {}
-        tasks = con.execute(
-            "SELECT task_id, duration FROM task_instance WHERE dag_id = ? AND run_id = ? AND duration IS NOT NULL"
-            " ORDER BY start_date",
-            (dag_id, row[0]),
-        ).fetchall()
+    _, tasks = _latest_run(
+        home,
+        run_date,
+        dag_id,
+        "SELECT task_id, duration FROM task_instance WHERE dag_id = ? AND run_id = ? AND duration IS NOT NULL"
+        " ORDER BY start_date",
+    )
     return {task: float(seconds) for task, seconds in tasks}
 
 
